@@ -1,0 +1,110 @@
+"""Settings of the models and the cascade policy (prefix ``TRIAGE_``).
+
+Thresholds live here so the worker and the evaluation read the same numbers; `triage tune`
+writes tuned values next to the adapter, which take precedence over these defaults.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.data import examples_dir
+
+PACKAGED_MINILM = "all-MiniLM-L6-v2"
+
+
+class ModelSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRIAGE_", extra="ignore")
+
+    #: Where adapters, the local Qdrant index and the embedded Redis live.
+    data_dir: Path = Path(".triage")
+    #: Label-set files by task name (JSON object), e.g. ``{"category": "labels.json"}``.
+    labels: dict[str, Path] = Field(
+        default_factory=lambda: {"category": examples_dir() / "banking77" / "labels.json"}
+    )
+    #: Base model of the classifier: a stable name (``all-MiniLM-L6-v2``, the packaged copy), a
+    #: local path, or a Hugging Face id already in the local cache.
+    base_model: str = PACKAGED_MINILM
+    #: Adapter directory by task; default ``<data_dir>/adapters/<task>``.
+    adapters: dict[str, Path] = Field(default_factory=dict)
+    #: ``auto`` uses CUDA (bf16) when present, else the CPU (fp32).
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    #: Longest ticket the classifier reads, in tokens (longer ones are truncated).
+    max_length: int = Field(default=128, ge=8, le=8192)
+    #: Tickets per forward pass.
+    batch_size: int = Field(default=64, ge=1, le=4096)
+
+    #: Sentence-transformers model for retrieval (same name rules as `base_model`).
+    embedder: str = PACKAGED_MINILM
+    #: Qdrant server URL; unset: local mode under ``<data_dir>/qdrant``.
+    qdrant_url: str | None = None
+    qdrant_api_key: SecretStr | None = None
+    #: Neighbours fetched per ticket.
+    neighbours: int = Field(default=10, ge=1, le=100)
+    #: A human-confirmed neighbour's vote counts this many times a model-set one.
+    human_weight: float = Field(default=2.0, ge=1.0)
+    #: Softmax temperature over neighbour similarities in the vote.
+    vote_temperature: float = Field(default=0.05, gt=0)
+    #: Share of the classifier in the mixed distribution (the rest is the neighbour vote).
+    classifier_weight: float = Field(default=0.65, ge=0.0, le=1.0)
+
+    #: The classifier alone decides at or above this calibrated confidence.
+    classifier_threshold: float = Field(default=0.9, ge=0.0, le=1.01)
+    #: The classifier mixed with the neighbour vote decides at or above this confidence.
+    retrieval_threshold: float = Field(default=0.8, ge=0.0, le=1.01)
+    #: The frontier's label goes to human review when the first pass was at least this confident
+    #: in a different label.
+    disagreement_margin: float = Field(default=0.6, ge=0.0, le=1.01)
+
+    #: Frontier wire format: ``openai`` (also vLLM, Ollama...), ``anthropic``, or ``none``.
+    frontier_provider: Literal["openai", "anthropic", "none"] = "none"
+    frontier_url: str | None = None
+    frontier_api_key: SecretStr | None = None
+    frontier_model: str = "gpt-4o-mini"
+    frontier_timeout_s: float = Field(default=30.0, gt=0)
+    frontier_max_retries: int = Field(default=3, ge=0, le=10)
+    #: Parallel frontier calls per worker process.
+    frontier_concurrency: int = Field(default=8, ge=1)
+    #: Spend cap per UTC day, in US dollars; over it, escalations go to human review.
+    frontier_daily_budget_usd: float = Field(default=20.0, ge=0)
+    #: Prices per million tokens (input, output), for spend tracking.
+    frontier_input_usd_per_mtok: float = Field(default=0.15, ge=0)
+    frontier_output_usd_per_mtok: float = Field(default=0.60, ge=0)
+    #: Neighbours given to the frontier as examples.
+    frontier_examples: int = Field(default=5, ge=0, le=50)
+
+    @model_validator(mode="after")
+    def _frontier_complete(self) -> ModelSettings:
+        if self.frontier_provider != "none" and self.frontier_api_key is None and not self.frontier_url:
+            raise ValueError(
+                f"TRIAGE_FRONTIER_PROVIDER={self.frontier_provider} needs TRIAGE_FRONTIER_API_KEY "
+                "(or TRIAGE_FRONTIER_URL for a local server that takes no key)"
+            )
+        return self
+
+    def adapter_dir(self, task: str) -> Path:
+        return self.adapters.get(task, self.data_dir / "adapters" / task)
+
+    def labels_path(self, task: str) -> Path:
+        try:
+            return self.labels[task]
+        except KeyError:
+            raise KeyError(f"no label set for task {task!r}; set TRIAGE_LABELS") from None
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.data_dir / "qdrant"
+
+    @property
+    def frontier_enabled(self) -> bool:
+        return self.frontier_provider != "none"
+
+
+@lru_cache
+def get_settings() -> ModelSettings:
+    return ModelSettings()

@@ -1,0 +1,38 @@
+"""ticket-triage's light side: the contract and the client an existing app installs.
+
+    from producer import Ticket, enqueue
+    enqueue(Ticket(id="42", subject="Card not arrived", body="..."))
+
+Importing this package never imports torch, transformers, Celery or the worker.
+"""
+
+from producer.client import aenqueue, aenqueue_many, enqueue, enqueue_many
+from producer.errors import (
+    BrokerUnavailable,
+    InvalidTicket,
+    PermanentError,
+    RetryableError,
+    TriageError,
+)
+from producer.labelset import Label, LabelSet
+from producer.results import get_result
+from producer.schemas import Neighbour, StageTrace, Ticket, TriageResult
+
+__all__ = [
+    "BrokerUnavailable",
+    "InvalidTicket",
+    "Label",
+    "LabelSet",
+    "Neighbour",
+    "PermanentError",
+    "RetryableError",
+    "StageTrace",
+    "Ticket",
+    "TriageError",
+    "TriageResult",
+    "aenqueue",
+    "aenqueue_many",
+    "enqueue",
+    "enqueue_many",
+    "get_result",
+]

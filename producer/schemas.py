@@ -1,0 +1,143 @@
+"""The pydantic contract: what goes on the queue (`Ticket`) and what comes back (`TriageResult`)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from producer.errors import InvalidTicket
+
+MAX_ID_CHARS = 256
+MAX_SUBJECT_CHARS = 1_000
+MAX_BODY_CHARS = 50_000
+MAX_METADATA_BYTES = 16_384
+
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+DecidedBy = Literal["classifier", "retrieval", "frontier", "human"]
+Status = Literal["labelled", "needs_review"]
+SetBy = Literal["model", "human"]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Ticket(BaseModel):
+    """One support ticket to label. `id` is unique within `source`."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    source: Name = "api"
+    subject: str = Field(default="", max_length=MAX_SUBJECT_CHARS)
+    body: str = Field(default="", max_length=MAX_BODY_CHARS)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=_utcnow)
+    revision: str | None = Field(default=None, min_length=1, max_length=128)
+    callback: AnyHttpUrl | None = None
+    task: Name = "category"
+
+    @field_validator("id", "subject", "body", "revision")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL bytes")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, default=str).encode())
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
+        return value
+
+    @model_validator(mode="after")
+    def _has_text(self) -> Ticket:
+        if not self.subject and not self.body:
+            raise ValueError("a ticket needs a subject or a body")
+        return self
+
+    @property
+    def text(self) -> str:
+        """What the models read: the subject and the body."""
+        return f"{self.subject}\n{self.body}".strip()
+
+    @property
+    def effective_revision(self) -> str:
+        """The revision write-back keys on; tickets without one are classified once."""
+        return self.revision or "0"
+
+    @classmethod
+    def parse(cls, data: Any) -> Ticket:
+        """Validate `data` (a dict or a JSON string), raising `InvalidTicket` with field errors."""
+        try:
+            if isinstance(data, str | bytes):
+                return cls.model_validate_json(data)
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            errors = [
+                {"field": ".".join(str(p) for p in e["loc"]) or "ticket", "error": e["msg"]}
+                for e in exc.errors()
+            ]
+            fields = ", ".join(f"{e['field']}: {e['error']}" for e in errors)
+            raise InvalidTicket(f"invalid ticket ({fields})", errors) from exc
+
+
+class Neighbour(BaseModel):
+    """A similar, already-labelled ticket from the index: evidence for a label."""
+
+    ticket_id: str
+    source: str
+    label: str
+    score: float
+    set_by: SetBy = "model"
+    snippet: str = ""
+
+
+class StageTrace(BaseModel):
+    """What one stage of the cascade concluded, and what it cost."""
+
+    stage: Literal["classifier", "retrieval", "cascade", "frontier", "human"]
+    label: str | None
+    confidence: float
+    latency_ms: float
+    cost_usd: float = 0.0
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class TriageResult(BaseModel):
+    """The label of one ticket, with everything needed to explain and audit it."""
+
+    ticket_id: str
+    source: str
+    task: str
+    revision: str
+    label: str | None
+    confidence: float = Field(ge=0.0, le=1.0)
+    decided_by: DecidedBy
+    status: Status
+    reason: str | None = None
+    evidence: list[Neighbour] = Field(default_factory=list)
+    trace: list[StageTrace] = Field(default_factory=list)
+    versions: dict[str, str] = Field(default_factory=dict)
+    enqueued_at: datetime | None = None
+    decided_at: datetime = Field(default_factory=_utcnow)
+
+    @property
+    def latency_ms(self) -> float | None:
+        """From enqueue to decision, when the enqueue time is known."""
+        if self.enqueued_at is None:
+            return None
+        return (self.decided_at - self.enqueued_at).total_seconds() * 1000.0

@@ -1,0 +1,57 @@
+"""Settings for reaching the broker and the result store (prefix ``TRIAGE_``).
+
+Validated when first read (`get_settings()` is cached), so a bad value fails at start-up with the
+variable's name, not on the first ticket.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class ProducerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRIAGE_", extra="ignore")
+
+    #: Redis for the broker, the result store and the event stream. ``redis://``, ``rediss://`` or
+    #: ``unix:///path/redis.sock``. Unset: 127.0.0.1:6379 (``triage demo`` starts an embedded one).
+    redis_url: str | None = None
+    #: How long enqueueing the same ticket revision again stays a no-op.
+    dedupe_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
+    #: How long `enqueue` waits for Redis before raising `BrokerUnavailable`.
+    broker_timeout_s: float = Field(default=5.0, gt=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError(f"scheme {scheme!r} is not redis://, rediss:// or unix://")
+        return value
+
+    @property
+    def resolved_redis_url(self) -> str:
+        return self.redis_url or DEFAULT_REDIS_URL
+
+    @property
+    def broker_url(self) -> str:
+        """The same Redis in kombu's spelling (``redis+socket://`` for a unix socket)."""
+        return kombu_url(self.resolved_redis_url)
+
+
+def kombu_url(redis_url: str) -> str:
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url.removeprefix("unix://")
+    return redis_url
+
+
+@lru_cache
+def get_settings() -> ProducerSettings:
+    return ProducerSettings()
