@@ -68,6 +68,8 @@ class ModelSettings(BaseSettings):
     frontier_model: str = "gpt-4o-mini"
     frontier_timeout_s: float = Field(default=30.0, gt=0)
     frontier_max_retries: int = Field(default=3, ge=0, le=10)
+    #: First retry waits about this long (with jitter); each further retry doubles it.
+    frontier_backoff_s: float = Field(default=0.5, ge=0)
     #: Parallel frontier calls per worker process.
     frontier_concurrency: int = Field(default=8, ge=1)
     #: Spend cap per UTC day, in US dollars; over it, escalations go to human review.
@@ -80,7 +82,11 @@ class ModelSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _frontier_complete(self) -> ModelSettings:
-        if self.frontier_provider != "none" and self.frontier_api_key is None and not self.frontier_url:
+        if (
+            self.frontier_provider != "none"
+            and self.frontier_api_key is None
+            and not self.frontier_url
+        ):
             raise ValueError(
                 f"TRIAGE_FRONTIER_PROVIDER={self.frontier_provider} needs TRIAGE_FRONTIER_API_KEY "
                 "(or TRIAGE_FRONTIER_URL for a local server that takes no key)"
