@@ -23,14 +23,20 @@ class LabelledText:
     label: str
 
 
-def read_labelled(path: str | Path, text_field: str = "text", label_field: str = "category",
-                  ) -> list[LabelledText]:
+def read_labelled(
+    path: str | Path,
+    text_field: str = "text",
+    label_field: str = "category",
+) -> list[LabelledText]:
     """Labelled examples from a CSV (header row) or JSONL file."""
     return list(iter_labelled(path, text_field, label_field))
 
 
-def iter_labelled(path: str | Path, text_field: str = "text", label_field: str = "category",
-                  ) -> Iterator[LabelledText]:
+def iter_labelled(
+    path: str | Path,
+    text_field: str = "text",
+    label_field: str = "category",
+) -> Iterator[LabelledText]:
     path = Path(path)
     if path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as fh:

@@ -68,9 +68,7 @@ def send_tickets(
     """Publish validated tickets; return, per ticket, whether it was sent (False: a duplicate)."""
     settings = settings or get_settings()
     client = redis_client(settings.resolved_redis_url, settings.broker_timeout_s)
-    keys = [
-        enqueued_key(t.task, t.source, t.id, t.effective_revision) for t in tickets
-    ]
+    keys = [enqueued_key(t.task, t.source, t.id, t.effective_revision) for t in tickets]
     try:
         if force:
             claimed = [True] * len(tickets)
@@ -99,8 +97,11 @@ def send_tickets(
             try:
                 client.delete(*unsent)
             except redis.RedisError:
-                log.warning("could not release %d enqueue claims; they expire in %ss",
-                            len(unsent), _CLAIM_TTL_S)
+                log.warning(
+                    "could not release %d enqueue claims; they expire in %ss",
+                    len(unsent),
+                    _CLAIM_TTL_S,
+                )
         if isinstance(exc, BrokerUnavailable):
             raise
         raise BrokerUnavailable(f"Redis at {_safe(settings)} is unreachable: {exc}") from exc
@@ -156,21 +157,28 @@ def _publish(tickets: Sequence[Ticket], settings: ProducerSettings) -> None:
                     task_id,
                     {"ticket": ticket.model_dump(mode="json"), "enqueued_at": now},
                 )
+                # The anonymous exchange pushes straight onto the queue's list: no binding
+                # to lose if Redis restarts empty (Celery does the same for direct queues).
                 producer.publish(
                     body,
-                    exchange=queue.exchange,
+                    exchange="",
                     routing_key=CLASSIFY_QUEUE,
                     declare=[queue],
                     serializer="json",
                     headers=headers,
                     correlation_id=task_id,
                     retry=True,
-                    retry_policy={"max_retries": 2, "interval_start": 0.1,
-                                  "interval_step": 0.2, "interval_max": 0.5},
+                    retry_policy={
+                        "max_retries": 2,
+                        "interval_start": 0.1,
+                        "interval_step": 0.2,
+                        "interval_max": 0.5,
+                    },
                 )
     except (*conn.connection_errors, *conn.channel_errors, OSError) as exc:
-        raise BrokerUnavailable(f"the broker at {_safe(settings)} did not take the ticket: {exc}") \
-            from exc
+        raise BrokerUnavailable(
+            f"the broker at {_safe(settings)} did not take the ticket: {exc}"
+        ) from exc
 
 
 @lru_cache(maxsize=8)

@@ -10,7 +10,7 @@
         ├── InvalidTicket       the payload is not a valid `Ticket` (field-level detail)
         ├── LabelSetError       a label-set file is missing or malformed
         ├── ModelError          an adapter or base model cannot be loaded
-        ├── FrontierRefused     the frontier answer is unusable (no tool call, label outside the enum)
+        ├── FrontierRefused     the frontier answer is unusable (no tool call, label not in enum)
         ├── BudgetExceeded      the frontier spend cap for today is reached
         └── SinkRejected        a write-back target refused the call (4xx)
 
@@ -55,7 +55,7 @@ class SinkUnavailable(RetryableError):
 class InvalidTicket(PermanentError):
     """Carries pydantic's field-level errors in `errors` (a list of dicts)."""
 
-    def __init__(self, message: str, errors: list[dict[str, object]] | None = None) -> None:
+    def __init__(self, message: str, errors: list[dict[str, str]] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or []
 

@@ -43,7 +43,11 @@ class LabelSet:
             raise LabelSetError(f"label set {origin} needs a 'labels' list")
         labels: list[Label] = []
         for i, item in enumerate(raw["labels"]):
-            if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            if (
+                not isinstance(item, dict)
+                or not isinstance(item.get("name"), str)
+                or not item["name"]
+            ):
                 raise LabelSetError(f"label set {origin}: labels[{i}] needs a non-empty 'name'")
             labels.append(Label(item["name"], str(item.get("description", ""))))
         names = [label.name for label in labels]

@@ -26,3 +26,26 @@ def get_result(
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
     return None if raw is None else TriageResult.model_validate_json(raw)
+
+
+def get_results(
+    ticket_ids: list[str],
+    source: str = "api",
+    task: str = "category",
+    *,
+    settings: ProducerSettings | None = None,
+) -> dict[str, TriageResult]:
+    """The results decided so far among `ticket_ids`, in one round trip."""
+    if not ticket_ids:
+        return {}
+    settings = settings or get_settings()
+    client = redis_client(settings.resolved_redis_url, settings.broker_timeout_s)
+    try:
+        raws = client.mget([result_key(task, source, tid) for tid in ticket_ids])
+    except redis.RedisError as exc:
+        raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
+    return {
+        tid: TriageResult.model_validate_json(raw)
+        for tid, raw in zip(ticket_ids, raws, strict=True)
+        if raw is not None
+    }

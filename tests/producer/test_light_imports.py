@@ -1,0 +1,58 @@
+"""The producer stays light, and imports flow one way: producer <- models <- worker."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = (
+    "torch",
+    "transformers",
+    "peft",
+    "sentence_transformers",
+    "celery",
+    "celery_batches",
+    "qdrant_client",
+    "models",
+    "worker",
+)
+
+
+def test_importing_producer_pulls_in_nothing_heavy() -> None:
+    code = (
+        "import sys, json, producer\n"
+        "from producer import enqueue, Ticket, TriageResult, get_result\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    loaded = set(json.loads(out.stdout))
+    assert "producer" in loaded
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def _top_level_imports(package: str) -> set[tuple[str, str]]:
+    found = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {(str(path.relative_to(ROOT)), a.name.split(".")[0]) for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add((str(path.relative_to(ROOT)), node.module.split(".")[0]))
+    return found
+
+
+def test_imports_flow_one_way() -> None:
+    producer = {
+        (f, m)
+        for f, m in _top_level_imports("producer")
+        if m in {"models", "worker", "torch", "transformers", "celery"}
+    }
+    models = {(f, m) for f, m in _top_level_imports("models") if m in {"worker", "celery"}}
+    assert producer == set()
+    assert models == set()
