@@ -1,0 +1,288 @@
+"""The cascade policy: plain code that the worker and the evaluation both run.
+
+`first_pass` labels a batch with one classifier pass, one embedder pass and one Qdrant query
+batch; what it is unsure of comes back marked for escalation. `escalate` asks the frontier about
+one ticket, with its neighbours as examples, and falls back to human review.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from models.frontier import FrontierClient, SpendBudget
+from models.settings import ModelSettings
+from models.vote import mix, neighbour_vote
+from producer.errors import BudgetExceeded, FrontierRefused
+from producer.labelset import LabelSet
+from producer.schemas import DecidedBy, Neighbour, StageTrace, Status, Ticket, TriageResult
+
+log = logging.getLogger(__name__)
+
+
+class Policy(BaseModel):
+    """Thresholds and mixing of the cascade (from settings, or tuned next to the adapter)."""
+
+    classifier_threshold: float = 0.9
+    retrieval_threshold: float = 0.8
+    classifier_weight: float = 0.65
+    disagreement_margin: float = 0.6
+    neighbours: int = 10
+    vote_temperature: float = 0.05
+    human_weight: float = 2.0
+
+
+class FirstPass(BaseModel):
+    """What the first pass concluded for one ticket; JSON-safe, it travels to `escalate`."""
+
+    ticket: Ticket
+    label: str
+    confidence: float
+    decided_by: DecidedBy | None  # None: unsure, escalate
+    neighbours: list[Neighbour] = Field(default_factory=list)
+    trace: list[StageTrace] = Field(default_factory=list)
+    versions: dict[str, str] = Field(default_factory=dict)
+    vector: list[float] = Field(default_factory=list)
+
+    @property
+    def needs_escalation(self) -> bool:
+        return self.decided_by is None
+
+    def result(self, *, enqueued_at: str | None = None) -> TriageResult:
+        assert self.decided_by is not None, "an unsure first pass has no result; escalate it"
+        return _result(
+            self,
+            self.label,
+            self.confidence,
+            self.decided_by,
+            "labelled",
+            None,
+            self.trace,
+            enqueued_at,
+        )
+
+
+Predict = Callable[[Sequence[str]], np.ndarray]
+Embed = Callable[[Sequence[str]], np.ndarray]
+#: (vectors, k, (source, id) of each ticket) -> the k nearest labelled tickets of each vector
+Search = Callable[[np.ndarray, int, Sequence[tuple[str, str]]], list[list[Neighbour]]]
+
+
+@dataclass(frozen=True)
+class TaskModels:
+    """What the first pass needs for one label task."""
+
+    labels: LabelSet
+    predict_proba: Predict
+    version: str
+
+
+def first_pass(
+    tickets: Sequence[Ticket],
+    *,
+    task: TaskModels,
+    embed: Embed,
+    search: Search,
+    policy: Policy,
+    versions: dict[str, str] | None = None,
+) -> list[FirstPass]:
+    """Label a batch of tickets of one task: one pass per model, one query batch."""
+    if not tickets:
+        return []
+    texts = [t.text for t in tickets]
+    n = len(tickets)
+
+    started = time.perf_counter()
+    probs = np.asarray(task.predict_proba(texts))
+    clf_ms = (time.perf_counter() - started) * 1000.0
+
+    started = time.perf_counter()
+    vectors = np.asarray(embed(texts))
+    found = search(vectors, policy.neighbours, [(t.source, t.id) for t in tickets])
+    ret_ms = (time.perf_counter() - started) * 1000.0
+
+    names = task.labels.names
+    out: list[FirstPass] = []
+    for i, ticket in enumerate(tickets):
+        clf = probs[i]
+        vote = neighbour_vote(
+            found[i],
+            task.labels,
+            temperature=policy.vote_temperature,
+            human_weight=policy.human_weight,
+        )
+        mixed = mix(clf, vote, policy.classifier_weight)
+        clf_top, mixed_top = int(clf.argmax()), int(mixed.argmax())
+        trace = [
+            StageTrace(
+                stage="classifier",
+                label=names[clf_top],
+                confidence=float(clf[clf_top]),
+                latency_ms=clf_ms / n,
+                detail={"batch": n, "batch_ms": round(clf_ms, 2)},
+            ),
+            StageTrace(
+                stage="retrieval",
+                label=None if vote is None else names[int(vote.argmax())],
+                confidence=0.0 if vote is None else float(vote.max()),
+                latency_ms=ret_ms / n,
+                detail={"neighbours": len(found[i]), "batch_ms": round(ret_ms, 2)},
+            ),
+        ]
+        decided_by: DecidedBy | None
+        if clf[clf_top] >= policy.classifier_threshold:
+            decided_by, label, confidence = "classifier", names[clf_top], float(clf[clf_top])
+        elif mixed[mixed_top] >= policy.retrieval_threshold:
+            decided_by, label, confidence = "retrieval", names[mixed_top], float(mixed[mixed_top])
+        else:
+            decided_by, label, confidence = None, names[mixed_top], float(mixed[mixed_top])
+        trace.append(
+            StageTrace(
+                stage="cascade",
+                label=label,
+                confidence=confidence,
+                latency_ms=0.0,
+                detail={"decision": decided_by or "escalate"},
+            )
+        )
+        out.append(
+            FirstPass(
+                ticket=ticket,
+                label=label,
+                confidence=confidence,
+                decided_by=decided_by,
+                neighbours=found[i],
+                trace=trace,
+                versions={"adapter": task.version, **(versions or {})},
+                vector=[round(float(x), 6) for x in vectors[i]],
+            )
+        )
+    return out
+
+
+def escalate(
+    first: FirstPass,
+    *,
+    labels: LabelSet,
+    frontier: FrontierClient | None,
+    budget: SpendBudget | None,
+    policy: Policy,
+    max_examples: int = 5,
+    enqueued_at: str | None = None,
+) -> TriageResult:
+    """Ask the frontier about one unsure ticket; human review when that is not possible.
+
+    `FrontierUnavailable` (retryable) propagates so the caller can retry with backoff and call
+    `give_up` after its last try. Everything else ends in a result.
+    """
+    if frontier is None:
+        return give_up(
+            first,
+            "no frontier API configured (TRIAGE_FRONTIER_PROVIDER=none)",
+            enqueued_at=enqueued_at,
+        )
+    try:
+        if budget is not None:
+            budget.check()
+        started = time.perf_counter()
+        answer = frontier.classify(first.ticket, labels, first.neighbours[:max_examples])
+    except BudgetExceeded as exc:
+        return give_up(first, f"frontier budget exceeded: {exc}", enqueued_at=enqueued_at)
+    except FrontierRefused as exc:
+        return give_up(first, f"frontier answer refused: {exc}", enqueued_at=enqueued_at)
+    if budget is not None:
+        budget.record(answer.cost_usd)
+    confidence = answer.confidence if answer.confidence is not None else first.confidence
+    step = StageTrace(
+        stage="frontier",
+        label=answer.label,
+        confidence=confidence,
+        latency_ms=(time.perf_counter() - started) * 1000.0,
+        cost_usd=answer.cost_usd,
+        detail={
+            "model": answer.model,
+            "input_tokens": answer.input_tokens,
+            "output_tokens": answer.output_tokens,
+        },
+    )
+    trace = [*first.trace, step]
+    if answer.label not in labels:  # the client checks too: never trust one check
+        return _result(
+            first,
+            first.label,
+            first.confidence,
+            "frontier",
+            "needs_review",
+            f"frontier label {answer.label!r} is not in the label set",
+            trace,
+            enqueued_at,
+        )
+    if answer.label != first.label and first.confidence >= policy.disagreement_margin:
+        return _result(
+            first,
+            answer.label,
+            confidence,
+            "frontier",
+            "needs_review",
+            f"frontier says {answer.label!r}, first pass {first.label!r} at {first.confidence:.2f}",
+            trace,
+            enqueued_at,
+        )
+    return _result(
+        first, answer.label, confidence, "frontier", "labelled", None, trace, enqueued_at
+    )
+
+
+def give_up(first: FirstPass, reason: str, *, enqueued_at: str | None = None) -> TriageResult:
+    """Send the ticket to human review with the first pass's best guess as a suggestion."""
+    log.info("ticket %s/%s needs review: %s", first.ticket.source, first.ticket.id, reason)
+    by: DecidedBy = first.decided_by or ("retrieval" if first.neighbours else "classifier")
+    return _result(
+        first, first.label, first.confidence, by, "needs_review", reason, first.trace, enqueued_at
+    )
+
+
+def _result(
+    first: FirstPass,
+    label: str | None,
+    confidence: float,
+    decided_by: DecidedBy,
+    status: Status,
+    reason: str | None,
+    trace: list[StageTrace],
+    enqueued_at: str | None,
+) -> TriageResult:
+    t = first.ticket
+    return TriageResult(
+        ticket_id=t.id,
+        source=t.source,
+        task=t.task,
+        revision=t.effective_revision,
+        label=label,
+        confidence=min(max(confidence, 0.0), 1.0),
+        decided_by=decided_by,
+        status=status,
+        reason=reason,
+        evidence=first.neighbours,
+        trace=trace,
+        versions=first.versions,
+        enqueued_at=datetime.fromisoformat(enqueued_at) if enqueued_at else None,
+    )
+
+
+def policy_from_settings(settings: ModelSettings) -> Policy:
+    return Policy(
+        classifier_threshold=settings.classifier_threshold,
+        retrieval_threshold=settings.retrieval_threshold,
+        classifier_weight=settings.classifier_weight,
+        disagreement_margin=settings.disagreement_margin,
+        neighbours=settings.neighbours,
+        vote_temperature=settings.vote_temperature,
+        human_weight=settings.human_weight,
+    )

@@ -1,0 +1,61 @@
+"""Starting a Celery worker with the pool and prefetch its queues need."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from producer.names import CLASSIFY_QUEUE
+
+log = logging.getLogger(__name__)
+_warmup_tasks: list[str] = []
+
+
+def run_worker(
+    queues: Sequence[str], *, pool: str | None, concurrency: int | None, loglevel: str, warmup: bool
+) -> None:
+    from celery.signals import worker_process_init, worker_ready
+
+    from worker.app import app
+    from worker.settings import get_settings
+
+    classify = CLASSIFY_QUEUE in queues
+    pool = pool or ("solo" if classify else "threads")
+    if concurrency is None:
+        concurrency = {"solo": 1, "threads": 8}.get(pool, os.cpu_count() or 1)
+    if classify:
+        # A batch can only fill from prefetched messages: let each process hold two batches.
+        batch = get_settings().classify_batch
+        app.conf.worker_prefetch_multiplier = max(1, 2 * batch // max(1, concurrency))
+    if classify and warmup:
+        from models.settings import get_settings as model_settings
+
+        _warmup_tasks.extend(model_settings().labels)
+        # Models load in the process that uses them: the children of prefork, else this one.
+        signal = worker_process_init if pool == "prefork" else worker_ready
+        signal.connect(_warm_up, weak=False)
+    argv = [
+        "worker",
+        f"--queues={','.join(queues)}",
+        f"--pool={pool}",
+        f"--concurrency={concurrency}",
+        f"--loglevel={loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    app.worker_main(argv=argv)
+
+
+def _warm_up(**_: Any) -> None:
+    from worker import resources
+
+    for task in _warmup_tasks:
+        try:
+            resources.task_models(task)
+            resources.embedder()
+            resources.index()
+        except Exception:  # a missing adapter must not stop the worker from serving others
+            log.exception("warm-up of task %s failed; it will load on first use", task)
+    log.info("warm-up done")

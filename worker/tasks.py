@@ -1,0 +1,153 @@
+"""The three tasks. Thin: validate the payload, call `models`, route on, choose retry or failure.
+
+classify  (batched)  first pass over many tickets ──confident──► writeback
+                                                   └─unsure────► escalate ──► writeback
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+from celery import Task
+from celery_batches import Batches, SimpleRequest
+
+from models.cascade import FirstPass, give_up
+from models.cascade import escalate as escalate_one
+from models.settings import get_settings as model_settings
+from producer.errors import InvalidTicket, PermanentError, RetryableError
+from producer.names import CLASSIFY_TASK, ESCALATE_TASK, WRITEBACK_TASK
+from producer.schemas import Ticket, TriageResult
+from worker import pipeline, resources
+from worker.app import app
+from worker.retry import backoff_s
+from worker.settings import get_settings
+from worker.sinks import dead_letter, write_back
+
+log = logging.getLogger(__name__)
+_ws = get_settings()
+
+
+@app.task(
+    base=Batches,
+    name=CLASSIFY_TASK,
+    flush_every=_ws.classify_batch,
+    flush_interval=_ws.classify_flush_ms / 1000.0,
+    acks_late=True,
+    soft_time_limit=_ws.classify_time_limit_s - 10,
+    time_limit=_ws.classify_time_limit_s,
+)
+def classify(requests: list[SimpleRequest]) -> None:
+    # celery-batches acks the whole batch when this returns, raised or not: so nothing may
+    # escape; every ticket is routed on, re-sent for a retry, or dead-lettered.
+    by_task: dict[str, list[tuple[Ticket, dict[str, Any]]]] = defaultdict(list)
+    for req in requests:
+        kwargs = req.kwargs if isinstance(req.kwargs, dict) else {}
+        try:
+            ticket = Ticket.parse(kwargs.get("ticket"))
+        except InvalidTicket as exc:
+            dead_letter(CLASSIFY_TASK, kwargs, str(exc))
+            continue
+        by_task[ticket.task].append((ticket, kwargs))
+    for task, items in by_task.items():
+        for first, kwargs in pipeline.first_pass_isolating(task, items):
+            enqueued_at = kwargs.get("enqueued_at")
+            if first.needs_escalation:
+                escalate.apply_async(
+                    kwargs={"first": first.model_dump(mode="json"), "enqueued_at": enqueued_at}
+                )
+            else:
+                writeback.apply_async(
+                    kwargs={
+                        "ticket": first.ticket.model_dump(mode="json"),
+                        "result": first.result(enqueued_at=enqueued_at).model_dump(mode="json"),
+                        "vector": first.vector,
+                    }
+                )
+
+
+@app.task(
+    bind=True,
+    name=ESCALATE_TASK,
+    acks_late=True,
+    max_retries=_ws.max_retries,
+    soft_time_limit=_ws.escalate_time_limit_s - 10,
+    time_limit=_ws.escalate_time_limit_s,
+)
+def escalate(self: Task, first: dict[str, Any], enqueued_at: str | None = None) -> None:
+    try:
+        fp = FirstPass.model_validate(first)
+    except ValueError as exc:
+        dead_letter(ESCALATE_TASK, first, f"invalid escalation payload: {exc}")
+        return
+    labels = resources.labels(fp.ticket.task)
+    try:
+        result = escalate_one(
+            fp,
+            labels=labels,
+            frontier=resources.frontier(),
+            budget=resources.budget(),
+            policy=resources.policy(),
+            max_examples=model_settings().frontier_examples,
+            enqueued_at=enqueued_at,
+        )
+    except RetryableError as exc:
+        if self.request.retries >= self.max_retries:
+            result = give_up(
+                fp,
+                f"frontier unavailable after {self.request.retries + 1} tries: {exc}",
+                enqueued_at=enqueued_at,
+            )
+        else:
+            raise self.retry(exc=exc, countdown=backoff_s(self.request.retries, exc)) from exc
+    writeback.apply_async(
+        kwargs={
+            "ticket": fp.ticket.model_dump(mode="json"),
+            "result": result.model_dump(mode="json"),
+            "vector": fp.vector,
+        }
+    )
+
+
+@app.task(
+    bind=True,
+    name=WRITEBACK_TASK,
+    acks_late=True,
+    max_retries=_ws.max_retries,
+    soft_time_limit=_ws.writeback_time_limit_s - 10,
+    time_limit=_ws.writeback_time_limit_s,
+)
+def writeback(
+    self: Task, ticket: dict[str, Any], result: dict[str, Any], vector: list[float] | None = None
+) -> None:
+    try:
+        t, r = Ticket.parse(ticket), TriageResult.model_validate(result)
+    except (InvalidTicket, ValueError) as exc:
+        dead_letter(WRITEBACK_TASK, {"ticket": ticket, "result": result}, str(exc))
+        return
+    try:
+        done = write_back(t, r, vector or [])
+    except RetryableError as exc:
+        if self.request.retries >= self.max_retries:
+            dead_letter(
+                WRITEBACK_TASK,
+                {"ticket": ticket, "result": result},
+                f"gave up after {self.request.retries + 1} tries: {exc}",
+            )
+            return
+        raise self.retry(exc=exc, countdown=backoff_s(self.request.retries, exc)) from exc
+    except PermanentError as exc:
+        dead_letter(WRITEBACK_TASK, {"ticket": ticket, "result": result}, str(exc))
+        return
+    log.info(
+        "ticket %s/%s %s label=%s by=%s conf=%.3f latency_ms=%.1f sinks=%s",
+        t.source,
+        t.id,
+        r.status,
+        r.label,
+        r.decided_by,
+        r.confidence,
+        r.latency_ms or -1.0,
+        done,
+    )
