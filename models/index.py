@@ -64,9 +64,11 @@ class TicketIndex:
             return
         try:
             if not self._client.collection_exists(name):
+                # Vectors are unit length, so DOT is the cosine; local mode re-normalises the
+                # whole collection on every COSINE query (~10 ms over 10k points), DOT does not.
                 self._client.create_collection(
                     name,
-                    vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE),
+                    vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.DOT),
                     hnsw_config=qm.HnswConfigDiff(m=16, ef_construct=128),
                 )
                 if not self._local:  # local mode ignores payload indexes (and warns)

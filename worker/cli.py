@@ -151,7 +151,7 @@ def result(ticket_id: str, source: str, task: str, wait_s: float) -> None:
 @click.option(
     "--train-examples",
     type=int,
-    default=3000,
+    default=6000,
     show_default=True,
     help="Training sample for the adapter, when none exists yet.",
 )

@@ -32,7 +32,7 @@ TASK = "category"
 SOURCE = "banking77"
 ADAPTER_META = "triage_adapter.json"
 #: A few minutes on 2 cores; `triage train` makes the full-quality adapter.
-DEMO_TRAINING: dict[str, Any] = {"epochs": 3}
+DEMO_TRAINING: dict[str, Any] = {"epochs": 2, "learning_rate": 2e-3}
 
 
 def run_demo(*, limit: int, json_path: Path | None, train_examples: int, retrain: bool) -> int:

@@ -40,5 +40,6 @@ class EmbeddedRedis:
         tb: TracebackType | None,
     ) -> None:
         if self._server is not None:
-            self._server.shutdown(save=False, now=True, force=True)  # type: ignore[attr-defined]
+            # The wheel's redis-server is 6.2: SHUTDOWN NOSAVE, no NOW/FORCE.
+            self._server.shutdown(nosave=True)  # type: ignore[attr-defined]
             self._server = None

@@ -109,4 +109,4 @@ def _quiet_loading() -> None:
     # Progress bars from model loading end up as empty WARNING lines in the worker log.
     import transformers
 
-    transformers.logging.disable_progress_bar()
+    transformers.logging.disable_progress_bar()  # type: ignore[no-untyped-call]

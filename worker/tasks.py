@@ -11,7 +11,7 @@ from collections import defaultdict
 from typing import Any
 
 from celery import Task
-from celery_batches import Batches, SimpleRequest
+from celery_batches import SimpleRequest
 
 from models.cascade import FirstPass, give_up
 from models.cascade import escalate as escalate_one
@@ -21,6 +21,7 @@ from producer.names import CLASSIFY_TASK, ESCALATE_TASK, WRITEBACK_TASK
 from producer.schemas import Ticket, TriageResult
 from worker import pipeline, resources
 from worker.app import app
+from worker.batching import FillingBatches
 from worker.retry import backoff_s
 from worker.settings import get_settings
 from worker.sinks import dead_letter, write_back
@@ -30,7 +31,7 @@ _ws = get_settings()
 
 
 @app.task(
-    base=Batches,
+    base=FillingBatches,
     name=CLASSIFY_TASK,
     flush_every=_ws.classify_batch,
     flush_interval=_ws.classify_flush_ms / 1000.0,

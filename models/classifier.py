@@ -1,0 +1,279 @@
+"""The LoRA sequence classifier: a base model, a classification head and a peft adapter per task.
+
+An adapter directory (written by `models.training.train`) holds only the adapter weights,
+``labels.json`` and ``triage_adapter.json`` (base model by stable name, head kind, temperature,
+metrics). `Classifier.load` rebuilds the base from that stable name and puts the adapter on it.
+
+Heads: encoders (all-MiniLM-L6-v2 and other BERT-likes) get a masked MEAN-pool + linear head,
+because MiniLM was trained with mean pooling and its CLS pooler is stale (a CLS head learns
+slowly, see DESIGN.md). Decoders (Llama...) keep ``AutoModelForSequenceClassification``'s
+last-token head. Both are called like a Hugging Face SEQ_CLS model, so peft treats them alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from models.base_models import pick_device, pick_dtype, resolve_base_model
+from producer.errors import LabelSetError, ModelError
+from producer.labelset import LabelSet
+
+META_FILE = "triage_adapter.json"
+LABELS_FILE = "labels.json"
+META_FORMAT = 1
+MEAN_POOL = "mean_pool"
+LAST_TOKEN = "sequence_classification"
+#: Encoder-only model types that get the mean-pool head.
+ENCODER_TYPES = frozenset(
+    {
+        "albert",
+        "bert",
+        "camembert",
+        "deberta",
+        "deberta-v2",
+        "distilbert",
+        "electra",
+        "modernbert",
+        "mpnet",
+        "roberta",
+        "xlm-roberta",
+    }
+)
+
+
+class Classifier:
+    """A loaded adapter on its base: calibrated label probabilities for batches of texts."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        labels: LabelSet,
+        *,
+        version: str,
+        base_model: str,
+        temperature: float,
+        device: torch.device,
+        max_length: int = 128,
+        batch_size: int = 64,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.version = version
+        self.base_model = base_model
+        self.temperature = temperature
+        self.device = device
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(
+        cls, adapter_dir: Path, *, device: str = "auto", max_length: int = 128, batch_size: int = 64
+    ) -> Classifier:
+        """Rebuild the base named in the adapter's metadata and put the adapter on it."""
+        from peft import PeftModel
+
+        adapter_dir = Path(adapter_dir)
+        meta = read_meta(adapter_dir)
+        try:
+            labels = LabelSet.load(adapter_dir / LABELS_FILE)
+        except LabelSetError as exc:
+            raise ModelError(f"adapter {adapter_dir}: {exc}; retrain it (`triage train`)") from exc
+        if len(labels) != meta["num_labels"]:
+            raise ModelError(
+                f"adapter {adapter_dir}: labels.json has {len(labels)} labels, "
+                f"the head {meta['num_labels']}; retrain it (`triage train`)"
+            )
+        torch_device = pick_device(device)
+        model, tokenizer = build_model(meta["base_model"], len(labels), meta["head"], torch_device)
+        try:
+            model = PeftModel.from_pretrained(model, adapter_dir)
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise ModelError(
+                f"adapter {adapter_dir} does not fit base {meta['base_model']!r}: "
+                f"{exc}; retrain it (`triage train`)"
+            ) from exc
+        model.to(torch_device).eval()
+        return cls(
+            model,
+            tokenizer,
+            labels,
+            version=adapter_version(adapter_dir),
+            base_model=meta["base_model"],
+            temperature=float(meta["temperature"]),
+            device=torch_device,
+            max_length=max_length,
+            batch_size=batch_size,
+        )
+
+    def predict_logits(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Raw (uncalibrated) logits, shape (len(texts), len(labels)), in the order given."""
+        return predict_logits(
+            self.model,
+            self.tokenizer,
+            texts,
+            device=self.device,
+            max_length=self.max_length,
+            batch_size=self.batch_size,
+        )
+
+    def predict_proba(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Calibrated probabilities: softmax(logits / temperature); each row sums to 1."""
+        logits = torch.from_numpy(self.predict_logits(texts)) / self.temperature
+        out: npt.NDArray[np.float32] = torch.softmax(logits, dim=-1).numpy()
+        return out
+
+
+class MeanPoolClassifier(nn.Module):
+    """Encoder + masked mean pooling + linear head, called like a Hugging Face SEQ_CLS model."""
+
+    def __init__(self, encoder: Any, num_labels: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.config: Any = encoder.config  # peft reads the base's config (model type, vocab size)
+        self.config.num_labels = num_labels
+        self.dropout = nn.Dropout(getattr(self.config, "hidden_dropout_prob", 0.1))
+        # The head stays fp32 even on a bf16 encoder: it is trained in full and tiny.
+        self.classifier = nn.Linear(self.config.hidden_size, num_labels)
+        nn.init.normal_(self.classifier.weight, std=0.02)
+        nn.init.zeros_(self.classifier.bias)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        extra = {"token_type_ids": kwargs["token_type_ids"]} if "token_type_ids" in kwargs else {}
+        hidden = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, **extra
+        ).last_hidden_state.float()
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        logits = self.classifier(self.dropout(pooled))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def default_head(base_model: str) -> str:
+    """Mean pooling for encoders, the model's own last-token head for decoders."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(resolve_base_model(base_model))
+    return MEAN_POOL if config.model_type in ENCODER_TYPES else LAST_TOKEN
+
+
+def build_model(
+    base_model: str,
+    num_labels: int,
+    head: str,
+    device: torch.device,
+) -> tuple[Any, Any]:
+    """The base with a fresh `num_labels` head, and its tokenizer (given a pad token if needed)."""
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    path = resolve_base_model(base_model)
+    dtype = pick_dtype(device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if head == MEAN_POOL:
+            encoder = AutoModel.from_pretrained(path, dtype=dtype)
+            if getattr(encoder, "pooler", None) is not None:
+                encoder.pooler = None  # unused by the mean pool: keep LoRA and memory off it
+            model: Any = MeanPoolClassifier(encoder, num_labels)
+        elif head == LAST_TOKEN:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=num_labels, dtype=dtype
+            )
+        else:
+            raise ModelError(f"unknown head {head!r}; expected {MEAN_POOL!r} or {LAST_TOKEN!r}")
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load base model {base_model!r} from {path}: {exc}") from exc
+    if tokenizer.pad_token is None:
+        # Llama-style tokenizers have no pad token; the last-token head finds the end by it.
+        if tokenizer.eos_token is None:
+            raise ModelError(f"base model {base_model!r} has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device), tokenizer
+
+
+def predict_logits(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    *,
+    device: torch.device,
+    max_length: int,
+    batch_size: int,
+) -> npt.NDArray[np.float32]:
+    """Batched forward passes; texts are sorted by length so each batch pads little."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out: list[torch.Tensor] = []
+    was_training = model.training
+    model.eval()
+    with (
+        torch.inference_mode(),
+        torch.autocast(device.type, enabled=device.type == "cuda", dtype=torch.bfloat16),
+    ):
+        for start in range(0, len(order), batch_size):
+            batch = [texts[i] for i in order[start : start + batch_size]]
+            enc = tokenizer(
+                batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            ).to(device)
+            out.append(
+                model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+                .logits.float()
+                .cpu()
+            )
+    model.train(was_training)
+    n_labels = model.config.num_labels if not out else out[0].shape[1]
+    logits = torch.cat(out) if out else torch.empty(0, n_labels)
+    restored = torch.empty_like(logits)
+    restored[torch.tensor(order, dtype=torch.long)] = logits
+    result: npt.NDArray[np.float32] = restored.numpy()
+    return result
+
+
+def read_meta(adapter_dir: Path) -> dict[str, Any]:
+    """The adapter's metadata, checked; a missing or broken directory is a `ModelError`."""
+    fix = "train one first (`triage train`, or `triage demo` trains a small one)"
+    if not adapter_dir.is_dir():
+        raise ModelError(f"adapter directory {adapter_dir} does not exist; {fix}")
+    meta_path = adapter_dir / META_FILE
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelError(f"{meta_path} is missing: not a trained adapter; {fix}") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{meta_path} is not readable JSON ({exc}); retrain: {fix}") from exc
+    required = ("base_model", "head", "num_labels", "temperature")
+    missing = [key for key in required if not isinstance(meta, dict) or key not in meta]
+    if missing:
+        raise ModelError(f"{meta_path} lacks {missing}; retrain: {fix}")
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ModelError(f"{adapter_dir} has no adapter_config.json; retrain: {fix}")
+    return dict(meta)
+
+
+def adapter_version(adapter_dir: Path) -> str:
+    """``<dir name>@<hash>``: changes whenever the adapter weights or metadata change."""
+    digest = hashlib.sha256()
+    for name in ("adapter_model.safetensors", "adapter_model.bin", META_FILE):
+        path = adapter_dir / name
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return f"{adapter_dir.name}@{digest.hexdigest()[:10]}"

@@ -1,0 +1,209 @@
+"""LoRA classifier: train on a tiny Banking77 sample, save, reload, predict; Llama path; errors."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.classifier import META_FILE, Classifier
+from models.data import LabelledText, examples_dir, read_labelled
+from models.training import TrainConfig, _save_atomically, _split, train
+from producer.errors import ModelError
+from producer.labelset import LabelSet
+
+BANKING = examples_dir() / "banking77"
+N_LABELS, PER_LABEL = 10, 8
+
+
+def _sample(path: Path, names: list[str], per_label: int) -> list[LabelledText]:
+    counts = dict.fromkeys(names, 0)
+    out = []
+    for row in read_labelled(path):
+        if row.label in counts and counts[row.label] < per_label:
+            counts[row.label] += 1
+            out.append(row)
+    return out
+
+
+@pytest.fixture(scope="module")
+def banking() -> tuple[LabelSet, list[LabelledText], list[LabelledText]]:
+    rows = read_labelled(BANKING / "train.csv")
+    names = sorted({r.label for r in rows})[:N_LABELS]
+    labels = LabelSet.from_dict({"task": "category", "labels": [{"name": n} for n in names]})
+    return (
+        labels,
+        _sample(BANKING / "train.csv", names, PER_LABEL),
+        _sample(BANKING / "test.csv", names, 5),
+    )
+
+
+@pytest.fixture(scope="module")
+def adapter(banking, tmp_path_factory) -> Path:
+    labels, train_rows, _ = banking
+    out = tmp_path_factory.mktemp("adapters") / "category"
+    config = TrainConfig(
+        labels=labels,
+        train_examples=train_rows,
+        epochs=5,
+        batch_size=16,
+        learning_rate=3e-3,
+        max_length=48,
+        patience=5,
+    )
+    report = train(config, out, progress=False)
+    assert report.train_examples + report.eval_examples == N_LABELS * PER_LABEL
+    return out
+
+
+@pytest.mark.slow
+def test_adapter_dir_holds_only_the_adapter(adapter):
+    names = {p.name for p in adapter.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "labels.json", META_FILE} <= names
+    assert "model.safetensors" not in names
+    size = sum(p.stat().st_size for p in adapter.iterdir())
+    assert size < 10_000_000  # the MiniLM base alone is ~90 MB
+    meta = json.loads((adapter / META_FILE).read_text())
+    assert meta["base_model"] == "all-MiniLM-L6-v2"
+    assert meta["head"] == "mean_pool"
+    assert meta["config"]["train_examples"] == N_LABELS * PER_LABEL
+    assert set(meta["metrics"]) >= {"eval_accuracy", "ece_before", "ece_after", "temperature"}
+    assert not [p for p in adapter.parent.iterdir() if p.name.startswith(".")]  # no temp dirs
+
+
+@pytest.mark.slow
+def test_predicts_better_than_chance_and_reloads_identically(adapter, banking):
+    labels, _, held_out = banking
+    first = Classifier.load(adapter, batch_size=16)
+    assert first.labels.names == labels.names
+    assert first.base_model == "all-MiniLM-L6-v2"
+    assert first.version.startswith("category@")
+    texts = [r.text for r in held_out]
+    probs = first.predict_proba(texts)
+    truth = np.array([labels.index[r.label] for r in held_out])
+    assert (probs.argmax(axis=1) == truth).mean() > 3 / N_LABELS  # chance is 1/10
+    again = Classifier.load(adapter, batch_size=16).predict_proba(texts)
+    np.testing.assert_allclose(again, probs, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_predict_proba_keeps_order_and_sums_to_one(adapter):
+    clf = Classifier.load(adapter, batch_size=3)  # several batches, reordered by length
+    texts = [
+        "card?",
+        "My card has still not arrived after two weeks, what should I do now?",
+        "exchange rate",
+        "Why was I charged an extra fee on my statement this month?",
+        "pin",
+    ]
+    probs = clf.predict_proba(texts)
+    assert probs.shape == (len(texts), N_LABELS)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    one_by_one = np.vstack([clf.predict_proba([t]) for t in texts])
+    np.testing.assert_allclose(probs, one_by_one, atol=1e-5)
+    calibrated = np.exp(clf.predict_logits(texts) / clf.temperature)
+    np.testing.assert_allclose(probs, calibrated / calibrated.sum(axis=1, keepdims=True), atol=1e-5)
+    assert clf.predict_proba([]).shape == (0, N_LABELS)
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A random 2-layer Llama with the MiniLM tokenizer stripped of its pad token."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from models.base_models import resolve_base_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model("all-MiniLM-L6-v2"))
+    tokenizer.pad_token = None
+    tokenizer.eos_token = "[SEP]"
+    config = LlamaConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_llama_path_trains_and_predicts(tiny_llama, banking, tmp_path):
+    labels, train_rows, held_out = banking
+    config = TrainConfig(
+        labels=labels,
+        train_examples=train_rows[:40],
+        base_model=str(tiny_llama),
+        epochs=2,
+        batch_size=8,
+        lora_r=4,
+        lora_alpha=8,
+        max_length=32,
+    )
+    assert train(config, tmp_path / "llama", progress=False).epochs_run >= 1
+    meta = json.loads((tmp_path / "llama" / META_FILE).read_text())
+    assert meta["head"] == "sequence_classification"
+    assert meta["base_model"] == str(tiny_llama)
+    clf = Classifier.load(tmp_path / "llama")
+    assert clf.tokenizer.pad_token == "[SEP]"
+    assert clf.model.config.pad_token_id == clf.tokenizer.pad_token_id
+    probs = clf.predict_proba([r.text for r in held_out[:7]])
+    assert probs.shape == (7, N_LABELS)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_missing_or_broken_adapter_dir_raises_model_error(tmp_path):
+    with pytest.raises(ModelError, match=r"does not exist.*triage train"):
+        Classifier.load(tmp_path / "nope")
+    with pytest.raises(ModelError, match="missing"):
+        Classifier.load(tmp_path)
+    (tmp_path / META_FILE).write_text("{not json")
+    with pytest.raises(ModelError, match="not readable JSON"):
+        Classifier.load(tmp_path)
+
+
+def test_atomic_save_leaves_old_adapter_on_failure(tmp_path):
+    out = tmp_path / "adapter"
+    out.mkdir()
+    (out / "old").write_text("v1")
+
+    def crash(tmp: Path) -> None:
+        (tmp / "half").write_text("...")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _save_atomically(out, crash)
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+    assert (out / "old").read_text() == "v1"
+    _save_atomically(out, lambda tmp: (tmp / "new").write_text("v2"))
+    assert [p.name for p in out.iterdir()] == ["new"]
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
+
+
+def test_config_checks_name_the_bad_value(banking):
+    labels, train_rows, _ = banking
+    with pytest.raises(ValueError, match=r"learning_rate=0"):
+        TrainConfig(labels=labels, train_examples=train_rows, learning_rate=0)
+    with pytest.raises(ValueError, match=r"outside the label set.*'nope'"):
+        TrainConfig(labels=labels, train_examples=[LabelledText("hi", "nope")])
+    with pytest.raises(ValueError, match="train_examples is empty"):
+        TrainConfig(labels=labels, train_examples=[])
+
+
+def test_split_is_stratified_and_the_cap_keeps_label_shares(banking):
+    labels, train_rows, _ = banking
+    config = TrainConfig(labels=labels, train_examples=train_rows, max_train_examples=40)
+    train_set, eval_set = _split(config, np.random.default_rng(0))
+    assert len(train_set) + len(eval_set) == 40
+    for name in labels.names:  # 8 per label capped to 4: 3 train + 1 eval each
+        assert sum(r.label == name for r in train_set) == 3
+        assert sum(r.label == name for r in eval_set) == 1
