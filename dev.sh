@@ -12,10 +12,10 @@ install() {
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   # shellcheck disable=SC1091
   . .venv/bin/activate
-  python -m pip install --quiet --upgrade pip
+  python -m pip install -qq --upgrade pip
   # CPU torch first, pinned: an unpinned torch pulls a multi-GB CUDA build.
-  python -m pip install --quiet "torch==2.13.0"
-  python -m pip install --quiet -e ".[dev]"
+  python -m pip install -qq "torch==2.13.0"
+  python -m pip install -qq -e ".[dev]"
 }
 
 ensure_redis() {

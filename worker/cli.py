@@ -69,6 +69,7 @@ def worker(
     from worker.runner import run_worker
 
     names = [_queue_name(q) for q in queues.split(",") if q.strip()]
+    check_settings()
     run_worker(names, pool=pool, concurrency=concurrency, loglevel=loglevel, warmup=warmup)
 
 
@@ -164,9 +165,26 @@ def demo(limit: int, json_path: Path | None, train_examples: int, retrain: bool)
     """
     from worker.demo import run_demo
 
+    check_settings()
     sys.exit(
         run_demo(limit=limit, json_path=json_path, train_examples=train_examples, retrain=retrain)
     )
+
+
+def check_settings() -> None:
+    """Read every settings class now, so a bad variable stops the start with its name."""
+    from pydantic import ValidationError
+
+    from models.settings import get_settings as model_settings
+    from producer.settings import get_settings as producer_settings
+    from worker.settings import get_settings as worker_settings
+
+    try:
+        producer_settings()
+        model_settings()
+        worker_settings()
+    except ValidationError as exc:
+        raise click.UsageError(f"invalid configuration (TRIAGE_* variables):\n{exc}") from exc
 
 
 def _queue_name(name: str) -> str:

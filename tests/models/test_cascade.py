@@ -1,0 +1,149 @@
+"""The cascade policy on known probabilities: who decides, and when a human must."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from models.cascade import FirstPass, Policy, TaskModels, escalate, first_pass, give_up
+from models.frontier import FrontierAnswer
+from models.vote import mix, neighbour_vote
+from producer import LabelSet, Neighbour, Ticket
+from producer.errors import BudgetExceeded, FrontierRefused
+
+LABELS = LabelSet.from_dict({"labels": [{"name": "a"}, {"name": "b"}, {"name": "c"}]})
+
+
+def nb(label: str, score: float, set_by: str = "model") -> Neighbour:
+    return Neighbour(
+        ticket_id=f"n-{label}-{score}", source="s", label=label, score=score, set_by=set_by
+    )  # type: ignore[arg-type]
+
+
+def run(
+    probs: list[list[float]],
+    neighbours: list[list[Neighbour]],
+    policy: Policy,
+) -> list[FirstPass]:
+    tickets = [Ticket(id=str(i), body=f"ticket {i}") for i in range(len(probs))]
+
+    def search(vectors: np.ndarray, k: int, exclude: Sequence[tuple[str, str]]):
+        assert [e[1] for e in exclude] == [t.id for t in tickets]
+        return neighbours
+
+    return first_pass(
+        tickets,
+        task=TaskModels(LABELS, lambda texts: np.array(probs), "adapter@1"),
+        embed=lambda texts: np.ones((len(texts), 4), dtype=np.float32) / 2,
+        search=search,
+        policy=policy,
+    )
+
+
+def test_routing_by_thresholds() -> None:
+    policy = Policy(classifier_threshold=0.9, retrieval_threshold=0.8, classifier_weight=0.5)
+    confident = [0.95, 0.03, 0.02]
+    unsure = [0.6, 0.3, 0.1]
+    agreeing = [nb("a", 0.9)] * 3
+    out = run([confident, unsure, unsure], [[], agreeing, []], policy)
+    assert [f.decided_by for f in out] == ["classifier", "retrieval", None]
+    assert out[1].label == "a" and out[1].confidence == pytest.approx(0.5 * 0.6 + 0.5 * 1.0)
+    assert out[2].needs_escalation and out[2].label == "a"
+    assert [s.stage for s in out[0].trace] == ["classifier", "retrieval", "cascade"]
+    assert out[0].versions["adapter"] == "adapter@1" and len(out[0].vector) == 4
+
+
+def test_human_confirmed_neighbours_count_more() -> None:
+    neighbours = [nb("a", 0.80), nb("b", 0.80, "human")]
+    vote = neighbour_vote(neighbours, LABELS, temperature=0.05, human_weight=3.0)
+    assert vote is not None
+    assert vote[LABELS.index["b"]] == pytest.approx(0.75)
+
+
+def test_unknown_neighbour_labels_are_ignored_and_no_vote_means_classifier_alone() -> None:
+    assert neighbour_vote([nb("zzz", 0.9)], LABELS, temperature=0.05, human_weight=2) is None
+    probs = np.array([0.2, 0.5, 0.3])
+    assert mix(probs, None, 0.65) is probs
+
+
+class Frontier:
+    def __init__(self, label: str = "b", error: Exception | None = None) -> None:
+        self.label, self.error, self.calls = label, error, 0
+
+    def classify(self, ticket, labels, examples) -> FrontierAnswer:
+        self.calls += 1
+        if self.error:
+            raise self.error
+        return FrontierAnswer(self.label, 0.8, 100, 5, 0.001, 12.0, "m")
+
+    def close(self) -> None:
+        pass
+
+
+class Budget:
+    def __init__(self, exceeded: bool = False) -> None:
+        self.exceeded, self.spent = exceeded, 0.0
+
+    def check(self) -> None:
+        if self.exceeded:
+            raise BudgetExceeded("cap reached")
+
+    def record(self, cost_usd: float) -> float:
+        self.spent += cost_usd
+        return self.spent
+
+
+def unsure(confidence: float = 0.5) -> FirstPass:
+    [fp] = run(
+        [[confidence, 1 - confidence, 0.0]],
+        [[]],
+        Policy(classifier_threshold=1.01, retrieval_threshold=1.01),
+    )
+    return fp
+
+
+def test_frontier_decides_and_its_cost_is_recorded() -> None:
+    budget = Budget()
+    result = escalate(
+        unsure(),
+        labels=LABELS,
+        frontier=Frontier("b"),
+        budget=budget,  # type: ignore[arg-type]
+        policy=Policy(disagreement_margin=0.9),
+    )
+    assert (result.status, result.decided_by, result.label) == ("labelled", "frontier", "b")
+    assert result.trace[-1].cost_usd == budget.spent == 0.001
+
+
+@pytest.mark.parametrize(
+    ("frontier", "budget", "reason"),
+    [
+        (None, Budget(), "no frontier"),
+        (Frontier(error=FrontierRefused("label 'x' is not in the enum")), Budget(), "refused"),
+        (Frontier(), Budget(exceeded=True), "budget"),
+    ],
+)
+def test_review_when_the_frontier_cannot_decide(frontier, budget, reason) -> None:
+    result = escalate(unsure(), labels=LABELS, frontier=frontier, budget=budget, policy=Policy())
+    assert result.status == "needs_review" and reason in (result.reason or "")
+    assert result.label == "a"  # the first pass's suggestion stays visible to the reviewer
+
+
+def test_disagreement_with_a_confident_first_pass_goes_to_review() -> None:
+    result = escalate(
+        unsure(0.7),
+        labels=LABELS,
+        frontier=Frontier("b"),
+        budget=None,  # type: ignore[arg-type]
+        policy=Policy(disagreement_margin=0.6),
+    )
+    assert result.status == "needs_review" and result.label == "b"
+    assert "first pass 'a'" in (result.reason or "")
+
+
+def test_give_up_keeps_the_trace() -> None:
+    fp = unsure()
+    result = give_up(fp, "frontier unavailable after 6 tries")
+    assert result.trace == fp.trace and result.status == "needs_review"

@@ -1,0 +1,70 @@
+"""Write-back sinks against a real Redis and a real HTTP receiver."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from producer import Ticket, TriageResult, get_result
+from producer.errors import SinkRejected, SinkUnavailable
+from producer.names import EVENTS_STREAM
+from tests.receivers import CallbackReceiver
+from worker import settings as worker_settings
+from worker.sinks import write_back
+
+
+@pytest.fixture(autouse=True)
+def callback_secret(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TRIAGE_CALLBACK_SECRET", "s3cret")
+    worker_settings.get_settings.cache_clear()
+    yield
+    worker_settings.get_settings.cache_clear()
+
+
+def result_for(ticket: Ticket, label: str, decided_by: str = "classifier") -> TriageResult:
+    return TriageResult(
+        ticket_id=ticket.id,
+        source=ticket.source,
+        task=ticket.task,
+        revision=ticket.effective_revision,
+        label=label,
+        confidence=0.9,
+        decided_by=decided_by,
+        status="labelled",
+    )  # type: ignore[arg-type]
+
+
+def test_each_sink_runs_once_per_revision(rdb: redis.Redis) -> None:
+    with CallbackReceiver() as receiver:
+        t = Ticket(id="1", body="x", revision="r1", callback=receiver.url)
+        first = write_back(t, result_for(t, "a"), [])
+        again = write_back(t, result_for(t, "a"), [])
+        calls = list(receiver.calls)
+    assert first == again and first["store"] == "stored" and first["index"] == "skipped"
+    assert len(calls) == 1 and calls[0].signature_valid("s3cret")
+    assert rdb.xlen(EVENTS_STREAM) == 1
+
+
+def test_a_model_never_overwrites_a_human_label(rdb: redis.Redis) -> None:
+    t = Ticket(id="1", body="x")
+    write_back(t.model_copy(update={"revision": "h"}), result_for(t, "human-label", "human"), [])
+    done = write_back(t.model_copy(update={"revision": "m"}), result_for(t, "model-label"), [])
+    assert done["store"] == "kept-human-label"
+    stored = get_result("1")
+    assert stored is not None and stored.label == "human-label"
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(503, SinkUnavailable), (429, SinkUnavailable), (400, SinkRejected)]
+)
+def test_callback_failures_are_classified(rdb: redis.Redis, status: int, error: type) -> None:
+    with CallbackReceiver() as receiver:
+        receiver.failing.set()
+        receiver.fail_status = status
+        t = Ticket(id="1", body="x", callback=receiver.url)
+        with pytest.raises(error):
+            write_back(t, result_for(t, "a"), [])
+        # What succeeded before the failure is not redone on the retry.
+        receiver.failing.clear()
+        done = write_back(t, result_for(t, "a"), [])
+    assert rdb.xlen(EVENTS_STREAM) == 1 and done["callback"] == "http 200"
