@@ -7,11 +7,14 @@ one ticket, with its neighbours as examples, and falls back to human review.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -19,11 +22,14 @@ from pydantic import BaseModel, Field
 from models.frontier import FrontierClient, SpendBudget
 from models.settings import ModelSettings
 from models.vote import mix, neighbour_vote
-from producer.errors import BudgetExceeded, FrontierRefused
+from producer.errors import BudgetExceeded, FrontierRefused, ModelError
 from producer.labelset import LabelSet
 from producer.schemas import DecidedBy, Neighbour, StageTrace, Status, Ticket, TriageResult
 
 log = logging.getLogger(__name__)
+
+#: Tuned policy, written by `triage tune` next to the adapter; it wins over the settings.
+POLICY_FILE = "policy.json"
 
 
 class Policy(BaseModel):
@@ -36,6 +42,18 @@ class Policy(BaseModel):
     neighbours: int = 10
     vote_temperature: float = 0.05
     human_weight: float = 2.0
+
+    def save(self, path: Path, tuning: dict[str, Any] | None = None) -> None:
+        """Write the policy as JSON; `tuning` (how it was chosen) rides along for people."""
+        body = {**self.model_dump(), "tuning": tuning or {}}
+        path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Policy:
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"{path} is not a valid policy ({exc}); rerun `triage tune`") from exc
 
 
 class FirstPass(BaseModel):
@@ -274,6 +292,14 @@ def _result(
         versions=first.versions,
         enqueued_at=datetime.fromisoformat(enqueued_at) if enqueued_at else None,
     )
+
+
+def load_policy(adapter_dir: Path, settings: ModelSettings) -> Policy:
+    """The tuned policy next to the adapter when there is one, else the settings' values."""
+    tuned = adapter_dir / POLICY_FILE
+    if tuned.is_file():
+        return Policy.load(tuned)
+    return policy_from_settings(settings)
 
 
 def policy_from_settings(settings: ModelSettings) -> Policy:

@@ -79,6 +79,9 @@ class ModelSettings(BaseSettings):
     frontier_output_usd_per_mtok: float = Field(default=0.60, ge=0)
     #: Neighbours given to the frontier as examples.
     frontier_examples: int = Field(default=5, ge=0, le=50)
+    #: What an hour of the model machine costs (a GPU in production, the CPU in the demo), in US
+    #: dollars: `triage eval` prices classifier and embedder time with it, and training too.
+    gpu_usd_per_hour: float = Field(default=2.0, ge=0)
 
     @model_validator(mode="after")
     def _frontier_complete(self) -> ModelSettings:

@@ -36,11 +36,14 @@ from models.classifier import (
     default_head,
     predict_logits,
 )
-from models.data import LabelledText
+from models.data import LabelledText, write_labelled
 from models.settings import PACKAGED_MINILM
 from producer.labelset import LabelSet
 
 logger = logging.getLogger(__name__)
+
+#: The held-out examples (JSONL), saved next to the adapter for `triage tune`.
+HELDOUT_FILE = "heldout.jsonl"
 
 #: LoRA targets by model type. Encoders: every linear layer (attention and feed-forward), which
 #: costs little on a 6-layer model and learns faster than query/value alone.
@@ -246,6 +249,9 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> Tr
     def write(tmp: Path) -> None:
         model.save_pretrained(str(tmp))  # the LoRA weights and the head only, not the base
         labels.save(tmp / LABELS_FILE)
+        # The held-out split travels with the adapter: `triage tune` fits thresholds on exactly
+        # the tickets training never saw (a few hundred KB at most).
+        write_labelled(tmp / HELDOUT_FILE, eval_set)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     _save_atomically(out_dir, write)

@@ -68,7 +68,7 @@ def run_first_pass(task: str, tickets: Sequence[Ticket]) -> list[FirstPass]:
         task=models,
         embed=embedder.embed,
         search=search,
-        policy=resources.policy(),
+        policy=resources.policy(task),
         versions={"embedder": embedder.name},
     )
 

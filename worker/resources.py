@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from models.cascade import Policy, TaskModels, policy_from_settings
+from models.cascade import Policy, TaskModels, load_policy
 from models.settings import ModelSettings
 from models.settings import get_settings as model_settings
 from producer.client import redis_client
@@ -45,7 +45,7 @@ def close_all() -> None:
 
 @lru_cache
 def task_models(task: str) -> TaskModels:
-    _quiet_loading()
+    quiet_loading()
     from models.classifier import Classifier
 
     s = model_settings()
@@ -66,7 +66,7 @@ def labels(task: str) -> LabelSet:
 def embedder() -> Embedder:
     from models.embedder import Embedder
 
-    _quiet_loading()
+    quiet_loading()
     s = model_settings()
     with _lock:
         return Embedder(s.embedder, batch_size=s.batch_size)
@@ -101,11 +101,13 @@ def budget() -> SpendBudget:
 
 
 @lru_cache
-def policy() -> Policy:
-    return policy_from_settings(model_settings())
+def policy(task: str = "category") -> Policy:
+    """`triage tune`'s policy.json next to the task's adapter, else the settings' thresholds."""
+    s = model_settings()
+    return load_policy(s.adapter_dir(task), s)
 
 
-def _quiet_loading() -> None:
+def quiet_loading() -> None:
     # Progress bars from model loading end up as empty WARNING lines in the worker log.
     import transformers
 

@@ -1,0 +1,124 @@
+"""Figures of one evaluated configuration: quality, selectivity, cost and latency.
+
+Everything is computed from per-ticket outcomes (truth, label, confidence, auto-labelled or not),
+so every configuration, classifier or frontier, is scored by the same lines.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from producer.labelset import LabelSet
+
+#: Keys of every configuration in ``--json``.
+FIGURES = (
+    "accuracy",
+    "macro_f1",
+    "ece",
+    "coverage",
+    "auto_precision",
+    "escalation_rate",
+    "cost_per_1k",
+    "p50_ms",
+    "p95_ms",
+)
+N_BINS = 15
+
+
+class Scored(Protocol):
+    @property
+    def truth(self) -> str: ...
+    @property
+    def label(self) -> str | None: ...
+    @property
+    def confidence(self) -> float: ...
+    @property
+    def auto(self) -> bool: ...
+    @property
+    def escalated(self) -> bool: ...
+    @property
+    def latency_ms(self) -> float: ...
+    @property
+    def compute_ms(self) -> float: ...
+    @property
+    def cost_usd(self) -> float: ...
+
+
+def summarise(outcomes: Sequence[Scored], labels: LabelSet, usd_per_hour: float) -> dict[str, Any]:
+    """The `FIGURES` of one configuration, plus the ticket count."""
+    if not outcomes:
+        return {"tickets": 0, **dict.fromkeys(FIGURES, 0.0)}
+    correct = np.array([o.label == o.truth for o in outcomes])
+    auto = np.array([o.auto for o in outcomes])
+    confidence = np.array([o.confidence for o in outcomes])
+    latency = np.array([o.latency_ms for o in outcomes])
+    # Compute is billed by the hour of the machine that runs the models; frontier by the token.
+    cost = np.array([o.cost_usd + o.compute_ms / 3.6e6 * usd_per_hour for o in outcomes])
+    return {
+        "tickets": len(outcomes),
+        "accuracy": float(correct.mean()),
+        "macro_f1": float(np.mean(list(per_label_f1(outcomes, labels).values()) or [0.0])),
+        "ece": reliability(confidence, correct)[1],
+        "coverage": float(auto.mean()),
+        "auto_precision": float(correct[auto].mean()) if auto.any() else 0.0,
+        "escalation_rate": float(np.mean([o.escalated for o in outcomes])),
+        "cost_per_1k": float(cost.mean() * 1000.0),
+        "p50_ms": float(np.percentile(latency, 50)),
+        "p95_ms": float(np.percentile(latency, 95)),
+    }
+
+
+def reliability(
+    confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS
+) -> tuple[list[tuple[float, float, int]], float]:
+    """Equal-width bins of (mean confidence, accuracy, count), and the ECE over them.
+
+    Same binning as `models.calibration.expected_calibration_error`, from top-label confidences.
+    """
+    bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    rows: list[tuple[float, float, int]] = []
+    ece = 0.0
+    for i in range(n_bins):
+        in_bin = bins == i
+        if in_bin.any():
+            conf, acc = float(confidence[in_bin].mean()), float(correct[in_bin].mean())
+            rows.append((conf, acc, int(in_bin.sum())))
+            ece += float(in_bin.mean()) * abs(conf - acc)
+    return rows, ece
+
+
+def risk_coverage(outcomes: Sequence[Scored], points: int = 50) -> list[tuple[float, float]]:
+    """(coverage, error rate) when auto-labelling only the most confident tickets first."""
+    if not outcomes:
+        return []
+    order = np.argsort([-o.confidence for o in outcomes], kind="stable")
+    wrong = np.array([outcomes[i].label != outcomes[i].truth for i in order], dtype=np.float64)
+    cum = np.cumsum(wrong) / np.arange(1, len(wrong) + 1)
+    picks = np.unique(np.linspace(0, len(wrong) - 1, min(points, len(wrong))).astype(int))
+    return [(float((i + 1) / len(wrong)), float(cum[i])) for i in picks]
+
+
+def per_label_f1(outcomes: Sequence[Scored], labels: LabelSet) -> dict[str, float]:
+    """F1 of each label that occurs in the truth or the predictions (macro-F1's terms)."""
+    tp: Counter[str] = Counter()
+    fp: Counter[str] = Counter()
+    fn: Counter[str] = Counter()
+    for o in outcomes:
+        if o.label == o.truth:
+            tp[o.truth] += 1
+        else:
+            fn[o.truth] += 1
+            if o.label is not None:
+                fp[o.label] += 1
+    seen = [n for n in labels.names if tp[n] or fp[n] or fn[n]]
+    return {n: 2 * tp[n] / (2 * tp[n] + fp[n] + fn[n]) for n in seen}
+
+
+def top_confusions(outcomes: Sequence[Scored], n: int = 10) -> list[tuple[str, str, int]]:
+    """The most frequent (truth, predicted) mistakes."""
+    pairs = Counter((o.truth, o.label or "-") for o in outcomes if o.label != o.truth)
+    return [(t, p, c) for (t, p), c in pairs.most_common(n)]
