@@ -13,6 +13,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -22,8 +23,14 @@ from kombu import Connection, Exchange, Queue
 from kombu.pools import producers
 
 from producer.errors import BrokerUnavailable
-from producer.names import CLASSIFY_QUEUE, CLASSIFY_TASK, enqueued_key
-from producer.schemas import Ticket
+from producer.names import (
+    CLASSIFY_QUEUE,
+    CLASSIFY_TASK,
+    WRITEBACK_QUEUE,
+    WRITEBACK_TASK,
+    enqueued_key,
+)
+from producer.schemas import Ticket, TriageResult
 from producer.settings import ProducerSettings, get_settings
 
 log = logging.getLogger(__name__)
@@ -83,7 +90,12 @@ def send_tickets(
     to_send = [(t, k) for t, k, ok in zip(tickets, keys, claimed, strict=True) if ok]
     sent: list[str] = []
     try:
-        _publish([t for t, _ in to_send], settings)
+        _publish(
+            CLASSIFY_QUEUE,
+            CLASSIFY_TASK,
+            _classify_messages([t for t, _ in to_send]),
+            settings,
+        )
         sent = [k for _, k in to_send]
         if sent:
             pipe = client.pipeline(transaction=False)
@@ -142,28 +154,54 @@ def celery_message(
     return [[], kwargs, embed], headers
 
 
-def _publish(tickets: Sequence[Ticket], settings: ProducerSettings) -> None:
-    if not tickets:
+def send_writeback(
+    ticket: Ticket,
+    result: TriageResult,
+    *,
+    vector: Sequence[float] | None = None,
+    settings: ProducerSettings | None = None,
+) -> str:
+    """Publish a decided result to the write-back queue (e.g. a human label); return the task id.
+
+    The worker's write-back sinks then store it, emit the event, write it to the source and
+    index it, exactly as for a label the cascade decided.
+    """
+    settings = settings or get_settings()
+    task_id = task_id_for(ticket)
+    kwargs = {
+        "ticket": ticket.model_dump(mode="json"),
+        "result": result.model_dump(mode="json"),
+        "vector": list(vector or []),
+    }
+    _publish(WRITEBACK_QUEUE, WRITEBACK_TASK, [(task_id, kwargs)], settings)
+    return task_id
+
+
+def _publish(
+    queue_name: str,
+    task_name: str,
+    messages: Sequence[tuple[str, dict[str, Any]]],
+    settings: ProducerSettings,
+) -> None:
+    """Publish `(task id, kwargs)` messages for `task_name` onto `queue_name`."""
+    if not messages:
         return
-    queue = Queue(CLASSIFY_QUEUE, Exchange(CLASSIFY_QUEUE, type="direct"), CLASSIFY_QUEUE)
-    now = datetime.now(UTC).isoformat()
+    queue = Queue(queue_name, Exchange(queue_name, type="direct"), queue_name)
     conn = _connection(settings.broker_url, settings.broker_timeout_s)
     try:
-        with producers[conn].acquire(block=True, timeout=settings.broker_timeout_s) as producer:
-            for ticket in tickets:
-                task_id = task_id_for(ticket)
-                body, headers = celery_message(
-                    CLASSIFY_TASK,
-                    task_id,
-                    {"ticket": ticket.model_dump(mode="json"), "enqueued_at": now},
-                )
+        with (
+            producers[conn].acquire(block=True, timeout=settings.broker_timeout_s) as producer,
+            _batch(producer, len(messages)),
+        ):
+            for n, (task_id, kwargs) in enumerate(messages):
+                body, headers = celery_message(task_name, task_id, kwargs)
                 # The anonymous exchange pushes straight onto the queue's list: no binding
                 # to lose if Redis restarts empty (Celery does the same for direct queues).
                 producer.publish(
                     body,
                     exchange="",
-                    routing_key=CLASSIFY_QUEUE,
-                    declare=[queue],
+                    routing_key=queue_name,
+                    declare=[queue] if n == 0 else [],  # once per call is enough
                     serializer="json",
                     headers=headers,
                     correlation_id=task_id,
@@ -177,8 +215,22 @@ def _publish(tickets: Sequence[Ticket], settings: ProducerSettings) -> None:
                 )
     except (*conn.connection_errors, *conn.channel_errors, OSError) as exc:
         raise BrokerUnavailable(
-            f"the broker at {_safe(settings)} did not take the ticket: {exc}"
+            f"the broker at {_safe(settings)} did not take the message: {exc}"
         ) from exc
+
+
+def _batch(producer: Any, size: int) -> AbstractContextManager[Any]:
+    """One Redis pipeline for many messages (kombu >= 5.6), else one round trip each."""
+    if size > 1 and hasattr(producer, "batch"):
+        return producer.batch(max_size=min(size, 1000))  # type: ignore[no-any-return]
+    return nullcontext()
+
+
+def _classify_messages(tickets: Sequence[Ticket]) -> list[tuple[str, dict[str, Any]]]:
+    now = datetime.now(UTC).isoformat()
+    return [
+        (task_id_for(t), {"ticket": t.model_dump(mode="json"), "enqueued_at": now}) for t in tickets
+    ]
 
 
 @lru_cache(maxsize=8)

@@ -8,6 +8,7 @@
     │   └── SinkUnavailable     a write-back target timed out or failed (429/5xx)
     └── PermanentError          the same call will fail again: do not retry
         ├── InvalidTicket       the payload is not a valid `Ticket` (field-level detail)
+        ├── SignatureInvalid    a webhook's signature, timestamp or bearer token is wrong or missing
         ├── LabelSetError       a label-set file is missing or malformed
         ├── ModelError          an adapter or base model cannot be loaded
         ├── FrontierRefused     the frontier answer is unusable (no tool call, label not in enum)
@@ -58,6 +59,10 @@ class InvalidTicket(PermanentError):
     def __init__(self, message: str, errors: list[dict[str, str]] | None = None) -> None:
         super().__init__(message)
         self.errors = errors or []
+
+
+class SignatureInvalid(PermanentError):
+    """The message says which check failed, never which secret or what the right value was."""
 
 
 class LabelSetError(PermanentError):

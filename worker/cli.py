@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from producer.names import QUEUES
+from worker import model_cli
 
 _QUEUE_ALIASES = {q.removeprefix("triage."): q for q in QUEUES}
 
@@ -171,6 +172,163 @@ def demo(limit: int, json_path: Path | None, train_examples: int, retrain: bool)
     )
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="TRIAGE_HTTP_HOST")
+@click.option("--port", type=int, default=8000, show_default=True, envvar="TRIAGE_HTTP_PORT")
+@click.option("--workers", type=int, default=1, show_default=True, envvar="TRIAGE_HTTP_WORKERS")
+@click.option("--loglevel", "-l", default="info", show_default=True)
+@click.option("--access-log/--no-access-log", default=False, show_default=True)
+def serve(host: str, port: int, workers: int, loglevel: str, access_log: bool) -> None:
+    """Serve the webhooks and the ticket API (OpenAPI at /docs).
+
+    Refuses to start while a webhook source has no secret (TRIAGE_WEBHOOK_SECRETS) or no API
+    token is set (TRIAGE_API_TOKENS), unless marked insecure (TRIAGE_INSECURE_SOURCES).
+
+    \b
+    Example, for local use only:
+      TRIAGE_INSECURE_SOURCES='["api","generic"]' TRIAGE_WEBHOOK_SOURCES='["generic"]' \\
+        triage serve --port 8000
+    """
+    import uvicorn
+    from pydantic import ValidationError
+
+    from producer.http.settings import get_settings as http_settings
+    from producer.settings import get_settings as producer_settings
+
+    try:
+        producer_settings()
+        http_settings()
+    except ValidationError as exc:
+        raise click.UsageError(f"invalid configuration (TRIAGE_* variables):\n{exc}") from exc
+    uvicorn.run(
+        "producer.http:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=loglevel,
+        access_log=access_log,
+    )
+
+
+@main.command()
+@click.argument("input_path", metavar="SOURCE", default="-")
+@click.option(
+    "--ticket-source", default="api", show_default=True, help="Source of rows without one."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default=None,
+    help="Default: from the file name (.csv or else JSON lines).",
+)
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="FIELD=COLUMN",
+    help="Ticket field from an input column, e.g. --map id=ticket_id --map body=text.",
+)
+@click.option("--chunk-size", type=int, default=500, show_default=True)
+@click.option("--rate", type=float, default=None, help="Most tickets per second.")
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Bad rows with their line numbers (default: SOURCE.rejects.jsonl).",
+)
+@click.option("--resume", is_flag=True, help="Continue after the checkpoint of a stopped run.")
+@click.option("--force", is_flag=True, help="Enqueue revisions enqueued before, too.")
+@click.option("--dry-run", is_flag=True, help="Classify a sample here; write nothing.")
+@click.option("--sample", type=int, default=20, show_default=True, help="Dry-run sample size.")
+@click.option("--label-column", default="label", show_default=True, help="Labels to compare.")
+@click.option("--wait", is_flag=True, help="Wait for the results (with --out).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True)
+def backfill(
+    input_path: str,
+    ticket_source: str,
+    fmt: str | None,
+    mappings: tuple[str, ...],
+    chunk_size: int,
+    rate: float | None,
+    rejects: Path | None,
+    resume: bool,
+    force: bool,
+    dry_run: bool,
+    sample: int,
+    label_column: str,
+    wait: bool,
+    out: Path | None,
+    timeout_s: float,
+) -> None:
+    """Enqueue historic tickets from a JSONL or CSV file (or - for stdin), streaming.
+
+    \b
+    Examples:
+      triage backfill tickets.csv --map id=ticket_id --map body=text --rate 500
+      triage backfill tickets.jsonl --resume
+      triage backfill tickets.csv --dry-run --sample 50 --label-column category
+      triage backfill tickets.jsonl --wait --out labelled.jsonl
+    """
+    from rich.console import Console
+
+    from producer import TriageError
+    from producer.backfill import BackfillConfig
+    from worker import backfill_command
+
+    path = None if input_path == "-" else Path(input_path)
+    if path is not None and not path.is_file():
+        raise click.BadParameter(f"{input_path} is not a file", param_hint="SOURCE")
+    if wait != (out is not None):
+        raise click.UsageError("--wait and --out go together")
+    if out is not None and path is None:
+        raise click.UsageError("--wait --out reads the input twice: give a file, not stdin")
+    if resume and path is None:
+        raise click.UsageError("--resume needs a file: stdin has no checkpoint")
+    mapping = {}
+    for item in mappings:
+        field, sep, column = item.partition("=")
+        if not sep or not field or not column:
+            raise click.BadParameter(f"{item!r} is not FIELD=COLUMN", param_hint="--map")
+        mapping[field.strip()] = column.strip()
+    checkpoint = path.with_name(path.name + ".checkpoint") if path is not None else None
+    if checkpoint is not None and checkpoint.exists() and not resume and not dry_run:
+        checkpoint.unlink()  # a fresh run starts at the top
+    if rejects is None and path is not None:
+        rejects = path.with_name(path.name + ".rejects.jsonl")
+    try:
+        config = BackfillConfig(
+            source=ticket_source,
+            fmt="csv" if fmt == "csv" or (fmt is None and str(path).endswith(".csv")) else "jsonl",
+            mapping=mapping,
+            chunk_size=chunk_size,
+            rate_per_s=rate,
+            rejects_path=rejects,
+            checkpoint_path=checkpoint,
+            force=force,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    console = Console(stderr=False)
+    if dry_run:
+        check_settings()
+        backfill_command.dry_run(
+            path, config, sample=sample, label_column=label_column, console=console
+        )
+        return
+    try:
+        stats = backfill_command.backfill(
+            path, config, out=out, wait_timeout_s=timeout_s, console=console
+        )
+    except TriageError as exc:
+        click.echo(f"error: {exc} (rerun with --resume to continue)", err=True)
+        sys.exit(3)
+    if stats.rejected and rejects is not None:
+        click.echo(f"{stats.rejected:,} rejected rows are in {rejects}", err=True)
+
+
 def check_settings() -> None:
     """Read every settings class now, so a bad variable stops the start with its name."""
     from pydantic import ValidationError
@@ -207,6 +365,11 @@ def _parse_json_input(text: str) -> list[Any]:
     except json.JSONDecodeError:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
     return data if isinstance(data, list) else [data]
+
+
+# The model lifecycle (train, tune, eval) lives in its own module; registered here.
+for _command in (model_cli.train, model_cli.tune, model_cli.evaluate):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ def run_demo(*, limit: int, json_path: Path | None, train_examples: int, retrain
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from models.settings import get_settings
+    from worker.resources import quiet_loading
 
+    quiet_loading()
     data_dir = get_settings().data_dir
     with _redis(data_dir) as redis_url:
         os.environ["TRIAGE_REDIS_URL"] = redis_url

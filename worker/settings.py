@@ -31,6 +31,24 @@ class WorkerSettings(BaseSettings):
     #: HMAC-SHA256 key signing callbacks (``X-Triage-Signature: t=<unix>,v1=<hex>``).
     callback_secret: SecretStr | None = None
     callback_timeout_s: float = Field(default=10.0, gt=0)
+    #: Write-back to ticket systems, chosen by `ticket.source`; a system without a token is
+    #: skipped (recorded as ``not-configured``). GitHub: issue labels over the REST API.
+    github_api_url: str = "https://api.github.com"
+    github_token: SecretStr | None = None
+    #: Zendesk: ticket tags, and a custom field when its id is given. Auth: email + API token.
+    zendesk_url: str | None = None
+    zendesk_email: str | None = None
+    zendesk_token: SecretStr | None = None
+    zendesk_field_id: int | None = None
+    #: Jira: the issue's labels field. Auth: email + API token (Cloud) or a bearer PAT (no email).
+    jira_url: str | None = None
+    jira_email: str | None = None
+    jira_token: SecretStr | None = None
+    #: Labels we write carry this prefix, so ours are told apart from everyone else's.
+    source_label_prefix: str = Field(default="triage:", min_length=1)
+    #: A label or tag a person adds to say "hands off": we never write to such a ticket.
+    source_human_marker: str = Field(default="triage:human", min_length=1)
+    source_timeout_s: float = Field(default=10.0, gt=0)
     #: Results in the event stream before old ones are trimmed.
     events_maxlen: int = Field(default=100_000, ge=1000)
 

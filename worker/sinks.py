@@ -1,4 +1,4 @@
-"""Write-back sinks: the result store, the event stream, the source's callback, the index.
+"""Write-back sinks: the result store, the event stream, the callback, the source system, the index.
 
 Each sink runs at most once per (task, ticket, revision): a hash records the sinks done, so a
 retried or redelivered write-back only redoes what had not finished.
@@ -6,25 +6,22 @@ retried or redelivered write-back only redoes what had not finished.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
-import httpx
 import numpy as np
 import redis
 
-from producer.errors import BrokerUnavailable, SinkRejected, SinkUnavailable
+from producer.errors import BrokerUnavailable
 from producer.names import DEAD_LETTER_LIST, EVENTS_STREAM, result_key, written_key
 from producer.schemas import SetBy, Ticket, TriageResult
 from worker import resources
 from worker.settings import get_settings
+from worker.sources import write_to_source
+from worker.sources.callback import post_callback
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +46,8 @@ def write_back(ticket: Ticket, result: TriageResult, vector: list[float]) -> dic
     sinks: list[tuple[str, Callable[[], str]]] = [
         ("store", lambda: _store(r, result)),
         ("event", lambda: _event(r, result)),
-        ("callback", lambda: _callback(ticket, result)),
+        ("callback", lambda: post_callback(ticket, result)),
+        ("source", lambda: write_to_source(ticket, result)),
         ("index", lambda: _index(ticket, result, vector)),
     ]
     try:
@@ -80,12 +78,6 @@ def dead_letter(task_name: str, payload: Any, reason: str) -> None:
         resources.redis_conn().lpush(DEAD_LETTER_LIST, json.dumps(entry, default=str))
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis is unreachable; cannot dead-letter: {exc}") from exc
-
-
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """Signature header value: HMAC-SHA256 over ``<timestamp>.<body>`` (Stripe-style)."""
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={digest.hexdigest()}"
 
 
 def _store(r: redis.Redis, result: TriageResult) -> str:
@@ -120,59 +112,20 @@ def _event(r: redis.Redis, result: TriageResult) -> str:
     return str(event_id)
 
 
-def _callback(ticket: Ticket, result: TriageResult) -> str:
-    if ticket.callback is None:
-        return "none"
-    settings = get_settings()
-    if settings.callback_secret is None:
-        raise SinkRejected("ticket has a callback but TRIAGE_CALLBACK_SECRET is not set")
-    body = result.model_dump_json().encode()
-    ts = int(time.time())
-    headers = {
-        "Content-Type": "application/json",
-        "X-Triage-Signature": sign(settings.callback_secret.get_secret_value(), ts, body),
-        "Idempotency-Key": f"{ticket.task}:{ticket.source}:{ticket.id}:{ticket.effective_revision}",
-    }
-    url = str(ticket.callback)
-    try:
-        response = _http().post(
-            url, content=body, headers=headers, timeout=settings.callback_timeout_s
-        )
-    except httpx.HTTPError as exc:
-        raise SinkUnavailable(f"callback {url} failed: {exc!r}") from exc
-    if response.status_code == 429 or response.status_code >= 500:
-        retry_after = _retry_after(response)
-        raise SinkUnavailable(
-            f"callback {url} answered {response.status_code}", retry_after_s=retry_after
-        )
-    if response.status_code >= 400:
-        raise SinkRejected(
-            f"callback {url} refused with {response.status_code}: {response.text[:200]}"
-        )
-    return f"http {response.status_code}"
-
-
 def _index(ticket: Ticket, result: TriageResult, vector: list[float]) -> str:
-    if result.status != "labelled" or result.label is None or not vector:
+    if result.status != "labelled" or result.label is None:
         return "skipped"
+    set_by: SetBy = "human" if result.decided_by == "human" else "model"
+    if not vector:
+        if set_by != "human":
+            return "skipped"
+        # Human feedback comes from the HTTP app, which has no models: embed it here.
+        vector = [float(x) for x in resources.embedder().embed([ticket.text])[0]]
     from models.index import IndexedTicket
 
-    set_by: SetBy = "human" if result.decided_by == "human" else "model"
     resources.index().upsert(
         ticket.task,
         [IndexedTicket(ticket.id, ticket.source, result.label, ticket.text, set_by)],
         np.asarray([vector], dtype=np.float32),
     )
     return "upserted"
-
-
-@lru_cache
-def _http() -> httpx.Client:
-    return httpx.Client(follow_redirects=False)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return float(response.headers.get("Retry-After", ""))
-    except ValueError:
-        return None

@@ -89,7 +89,7 @@ def escalate(self: Task, first: dict[str, Any], enqueued_at: str | None = None) 
             labels=labels,
             frontier=resources.frontier(),
             budget=resources.budget(),
-            policy=resources.policy(),
+            policy=resources.policy(fp.ticket.task),
             max_examples=model_settings().frontier_examples,
             enqueued_at=enqueued_at,
         )

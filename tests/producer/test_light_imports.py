@@ -56,3 +56,21 @@ def test_imports_flow_one_way() -> None:
     models = {(f, m) for f, m in _top_level_imports("models") if m in {"worker", "celery"}}
     assert producer == set()
     assert models == set()
+
+
+def test_http_app_and_backfill_stay_light() -> None:
+    code = (
+        "import sys, json, producer.http, producer.backfill\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    loaded = set(json.loads(out.stdout))
+    assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
+    # `import producer` alone does not pull in the web stack.
+    code = "import sys, producer; print('fastapi' in sys.modules)"
+    plain = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert plain.stdout.strip() == "False"

@@ -14,11 +14,19 @@ from worker.sinks import write_back
 
 
 @pytest.fixture(autouse=True)
-def callback_secret(monkeypatch: pytest.MonkeyPatch):
+def callback_secret(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    from models import settings as model_settings
+    from worker import resources
+
     monkeypatch.setenv("TRIAGE_CALLBACK_SECRET", "s3cret")
+    # Human labels reach the index: a local Qdrant of this test's own.
+    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
     worker_settings.get_settings.cache_clear()
+    model_settings.get_settings.cache_clear()
     yield
+    resources.close_all()
     worker_settings.get_settings.cache_clear()
+    model_settings.get_settings.cache_clear()
 
 
 def result_for(ticket: Ticket, label: str, decided_by: str = "classifier") -> TriageResult:
@@ -47,7 +55,10 @@ def test_each_sink_runs_once_per_revision(rdb: redis.Redis) -> None:
 
 def test_a_model_never_overwrites_a_human_label(rdb: redis.Redis) -> None:
     t = Ticket(id="1", body="x")
-    write_back(t.model_copy(update={"revision": "h"}), result_for(t, "human-label", "human"), [])
+    human = t.model_copy(update={"revision": "h"})
+    assert (
+        write_back(human, result_for(t, "human-label", "human"), [1.0, 0.0])["index"] == "upserted"
+    )
     done = write_back(t.model_copy(update={"revision": "m"}), result_for(t, "model-label"), [])
     assert done["store"] == "kept-human-label"
     stored = get_result("1")
@@ -68,3 +79,17 @@ def test_callback_failures_are_classified(rdb: redis.Redis, status: int, error: 
         receiver.failing.clear()
         done = write_back(t, result_for(t, "a"), [])
     assert rdb.xlen(EVENTS_STREAM) == 1 and done["callback"] == "http 200"
+
+
+@pytest.mark.slow
+def test_human_feedback_without_vector_is_embedded_and_indexed(rdb: redis.Redis) -> None:
+    """Feedback comes from the HTTP app, which has no models: the index sink embeds it."""
+    import numpy as np
+
+    from worker import resources
+
+    t = Ticket(id="7", source="helpdesk", body="my card has still not arrived", revision="h1")
+    assert write_back(t, result_for(t, "card_arrival", "human"), [])["index"] == "upserted"
+    vector = resources.embedder().embed(["my card has still not arrived"])
+    [[hit]] = resources.index().neighbours("category", np.asarray(vector), 1)
+    assert (hit.ticket_id, hit.label, hit.set_by) == ("7", "card_arrival", "human")

@@ -1,0 +1,21 @@
+"""Backfill: stream a JSONL or CSV file of tickets into the classify queue, resumably.
+
+    from producer.backfill import BackfillConfig, run_backfill
+    stats = run_backfill(open("tickets.csv", "rb"), BackfillConfig(source="helpdesk"))
+
+Light like the rest of `producer`; the `triage backfill` command adds the progress bar.
+"""
+
+from producer.backfill.reader import Row, open_rows, row_to_ticket
+from producer.backfill.results import write_results
+from producer.backfill.run import BackfillConfig, BackfillStats, run_backfill
+
+__all__ = [
+    "BackfillConfig",
+    "BackfillStats",
+    "Row",
+    "open_rows",
+    "row_to_ticket",
+    "run_backfill",
+    "write_results",
+]

@@ -1,0 +1,122 @@
+"""Reading backfill input one row at a time (memory stays flat), and mapping rows to tickets."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import IO, Any, Literal
+
+from producer.errors import InvalidTicket
+from producer.schemas import Ticket
+
+Format = Literal["jsonl", "csv"]
+_TICKET_FIELDS = set(Ticket.model_fields)
+
+
+@dataclass
+class Row:
+    """One input record: its first line number, and its columns or why it could not be read."""
+
+    line: int
+    data: dict[str, Any] | None
+    error: str | None = None
+
+
+class ByteCounter:
+    """Counts the bytes read so far, for a progress bar over the file's size."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+
+def open_rows(stream: IO[bytes], fmt: Format, counter: ByteCounter | None = None) -> Iterator[Row]:
+    """Yield the rows of a binary JSONL or CSV stream (CSV: the first row names the columns)."""
+    counter = counter or ByteCounter()
+    if fmt == "jsonl":
+        return _jsonl(stream, counter)
+    return _csv(stream, counter)
+
+
+def row_to_ticket(data: Mapping[str, Any], *, mapping: Mapping[str, str], source: str) -> Ticket:
+    """A `Ticket` from a row: `mapping` names the column of each ticket field (``body=text``);
+    columns of the same name as a field are taken as they are; the rest go into `metadata`."""
+    used = set(mapping.values())
+    fields: dict[str, Any] = {"source": source}
+    metadata: dict[str, Any] = {}
+    for column, value in data.items():
+        if column in used:
+            continue
+        if column in _TICKET_FIELDS and column not in mapping:
+            fields[column] = value
+        else:
+            metadata[column] = value
+    for field, column in mapping.items():
+        if column in data:
+            fields[field] = data[column]
+    if isinstance(fields.get("id"), int):
+        fields["id"] = str(fields["id"])
+    if metadata:
+        given = fields.get("metadata")
+        fields["metadata"] = {**metadata, **(given if isinstance(given, dict) else {})}
+    for key in ("revision", "callback", "created_at"):
+        if fields.get(key) == "":  # an empty CSV cell means "not given"
+            del fields[key]
+    return Ticket.parse(fields)
+
+
+def _jsonl(stream: IO[bytes], counter: ByteCounter) -> Iterator[Row]:
+    for n, raw in enumerate(stream, start=1):
+        counter.bytes += len(raw)
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+        except UnicodeDecodeError:
+            yield Row(n, None, "not UTF-8")
+            continue
+        except json.JSONDecodeError as exc:
+            yield Row(n, None, f"not JSON: {exc.msg}")
+            continue
+        if not isinstance(data, dict):
+            yield Row(n, None, "not a JSON object")
+            continue
+        yield Row(n, data)
+
+
+def _csv(stream: IO[bytes], counter: ByteCounter) -> Iterator[Row]:
+    def lines() -> Iterator[str]:
+        for raw in stream:
+            counter.bytes += len(raw)
+            # A bad byte spoils one cell, not the run; the row then fails validation or not.
+            yield raw.decode("utf-8-sig" if counter.bytes == len(raw) else "utf-8", "replace")
+
+    reader = csv.DictReader(lines())
+    try:
+        reader.fieldnames  # noqa: B018  (reads the header, so line numbers start after it)
+    except csv.Error as exc:
+        yield Row(1, None, f"not CSV: {exc}")
+        return
+    while True:
+        start = reader.line_num + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield Row(start, None, f"not CSV: {exc}")
+            continue
+        if None in record:
+            yield Row(start, None, "more cells than columns")
+            continue
+        yield Row(start, dict(record))
+
+
+def reject_line(row: Row, error: str | InvalidTicket) -> str:
+    """One line of the rejects file (JSON): the line number, the error(s) and the row."""
+    if isinstance(error, InvalidTicket):
+        entry: dict[str, Any] = {"line": row.line, "errors": error.errors, "row": row.data}
+    else:
+        entry = {"line": row.line, "errors": [{"field": "row", "error": error}], "row": row.data}
+    return json.dumps(entry, default=str)
