@@ -53,6 +53,7 @@ def task_models(task: str) -> TaskModels:
         clf = Classifier.load(
             s.adapter_dir(task), device=s.device, max_length=s.max_length, batch_size=s.batch_size
         )
+        clf.merge_adapter()  # this process serves one adapter per task: merged is faster
     log.info("loaded adapter %s for task %s", clf.version, task)
     return TaskModels(labels=clf.labels, predict_proba=clf.predict_proba, version=clf.version)
 

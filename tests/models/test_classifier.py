@@ -207,3 +207,13 @@ def test_split_is_stratified_and_the_cap_keeps_label_shares(banking):
     for name in labels.names:  # 8 per label capped to 4: 3 train + 1 eval each
         assert sum(r.label == name for r in train_set) == 3
         assert sum(r.label == name for r in eval_set) == 1
+
+
+@pytest.mark.slow
+def test_merged_adapter_predicts_the_same(adapter: Path) -> None:
+    texts = ["my card has not arrived yet", "what is the exchange rate", "i lost my card"]
+    clf = Classifier.load(adapter)
+    before = clf.predict_proba(texts)
+    clf.merge_adapter()
+    assert not hasattr(clf.model, "merge_and_unload")
+    np.testing.assert_allclose(clf.predict_proba(texts), before, atol=1e-4)
