@@ -15,19 +15,10 @@ from models.data import LabelledText, examples_dir, read_labelled
 from models.training import TrainConfig, _save_atomically, _split, train
 from producer.errors import ModelError
 from producer.labelset import LabelSet
+from tests.factories import sample
 
 BANKING = examples_dir() / "banking77"
 N_LABELS, PER_LABEL = 10, 8
-
-
-def _sample(path: Path, names: list[str], per_label: int) -> list[LabelledText]:
-    counts = dict.fromkeys(names, 0)
-    out = []
-    for row in read_labelled(path):
-        if row.label in counts and counts[row.label] < per_label:
-            counts[row.label] += 1
-            out.append(row)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +28,8 @@ def banking() -> tuple[LabelSet, list[LabelledText], list[LabelledText]]:
     labels = LabelSet.from_dict({"task": "category", "labels": [{"name": n} for n in names]})
     return (
         labels,
-        _sample(BANKING / "train.csv", names, PER_LABEL),
-        _sample(BANKING / "test.csv", names, 5),
+        sample(BANKING / "train.csv", names, PER_LABEL),
+        sample(BANKING / "test.csv", names, 5),
     )
 
 

@@ -16,25 +16,16 @@ from click.testing import CliRunner
 from models.adapters import AdapterSet
 from models.cascade import POLICY_FILE, Policy
 from models.classifier import Classifier
-from models.data import LabelledText, examples_dir, read_labelled, write_labelled
+from models.data import examples_dir, read_labelled, write_labelled
 from models.metrics import FIGURES
 from models.training import HELDOUT_FILE, TrainConfig, train
 from producer.labelset import LabelSet
+from tests.factories import sample
 from tests.wire_servers import OpenAIServer
 from worker.cli import main
 
 BANKING = examples_dir() / "banking77"
 pytestmark = pytest.mark.slow
-
-
-def sample(path: Path, names: list[str], per_label: int) -> list[LabelledText]:
-    counts = dict.fromkeys(names, 0)
-    out = []
-    for row in read_labelled(path):
-        if row.label in counts and counts[row.label] < per_label:
-            counts[row.label] += 1
-            out.append(row)
-    return out
 
 
 def label_set(task: str, names: list[str]) -> LabelSet:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import redis
 
-from producer import Ticket, TriageResult, get_result
+from producer import Ticket, get_result
 from producer.errors import SinkRejected, SinkUnavailable
 from producer.names import EVENTS_STREAM
+from tests.factories import result_for
 from tests.receivers import CallbackReceiver
 from worker import settings as worker_settings
 from worker.sinks import write_back
@@ -27,19 +28,6 @@ def callback_secret(monkeypatch: pytest.MonkeyPatch, tmp_path):
     resources.close_all()
     worker_settings.get_settings.cache_clear()
     model_settings.get_settings.cache_clear()
-
-
-def result_for(ticket: Ticket, label: str, decided_by: str = "classifier") -> TriageResult:
-    return TriageResult(
-        ticket_id=ticket.id,
-        source=ticket.source,
-        task=ticket.task,
-        revision=ticket.effective_revision,
-        label=label,
-        confidence=0.9,
-        decided_by=decided_by,
-        status="labelled",
-    )  # type: ignore[arg-type]
 
 
 def test_each_sink_runs_once_per_revision(rdb: redis.Redis) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import redis
 
-from producer import Ticket, TriageResult
+from producer import Ticket
 from producer.errors import SinkUnavailable
+from tests.factories import result_for
 from tests.ticket_systems import GitHub, Jira, Zendesk
 from worker import settings as worker_settings
 from worker.retry import backoff_s
@@ -24,19 +25,6 @@ def configure(monkeypatch: pytest.MonkeyPatch):
 
     yield apply
     worker_settings.get_settings.cache_clear()
-
-
-def result_for(ticket: Ticket, label: str, decided_by: str = "classifier") -> TriageResult:
-    return TriageResult(
-        ticket_id=ticket.id,
-        source=ticket.source,
-        task=ticket.task,
-        revision=ticket.effective_revision,
-        label=label,
-        confidence=0.95,
-        decided_by=decided_by,  # type: ignore[arg-type]
-        status="labelled",
-    )
 
 
 def gh_ticket(labels: list[str], revision: str = "r1") -> Ticket:
