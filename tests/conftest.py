@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Redis (flushed per test), never fakeredis or eager mode."""
+"""Shared fixtures: a real Redis, flushed per test (no in-memory imitation, no eager Celery)."""
 
 from __future__ import annotations
 
