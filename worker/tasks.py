@@ -59,13 +59,7 @@ def classify(requests: list[SimpleRequest]) -> None:
                     kwargs={"first": first.model_dump(mode="json"), "enqueued_at": enqueued_at}
                 )
             else:
-                writeback.apply_async(
-                    kwargs={
-                        "ticket": first.ticket.model_dump(mode="json"),
-                        "result": first.result(enqueued_at=enqueued_at).model_dump(mode="json"),
-                        "vector": first.vector,
-                    }
-                )
+                _send_writeback(first.ticket, first.result(enqueued_at=enqueued_at), first.vector)
 
 
 @app.task(
@@ -102,13 +96,7 @@ def escalate(self: Task, first: dict[str, Any], enqueued_at: str | None = None) 
             )
         else:
             raise self.retry(exc=exc, countdown=backoff_s(self.request.retries, exc)) from exc
-    writeback.apply_async(
-        kwargs={
-            "ticket": fp.ticket.model_dump(mode="json"),
-            "result": result.model_dump(mode="json"),
-            "vector": fp.vector,
-        }
-    )
+    _send_writeback(fp.ticket, result, fp.vector)
 
 
 @app.task(
@@ -151,4 +139,14 @@ def writeback(
         r.confidence,
         r.latency_ms or -1.0,
         done,
+    )
+
+
+def _send_writeback(ticket: Ticket, result: TriageResult, vector: list[float]) -> None:
+    writeback.apply_async(
+        kwargs={
+            "ticket": ticket.model_dump(mode="json"),
+            "result": result.model_dump(mode="json"),
+            "vector": vector,
+        }
     )
