@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -96,29 +97,59 @@ def run_backfill(
     rejects = _open_rejects(config.rejects_path, append=done_through > 0)
     chunk: list[Ticket] = []
     last_line = done_through
-    try:
-        for row in open_rows(stream, config.fmt, counter):
-            if row.line <= done_through:
-                stats.resumed_past += 1
-                continue
-            stats.read += 1
-            last_line = row.line
-            ticket = _validate(row, config, stats, rejects)
-            if ticket is not None:
-                chunk.append(ticket)
-            if len(chunk) >= chunk_size:
-                _send(chunk, config, stats, settings)
-                chunk = []
-                _write_checkpoint(config.checkpoint_path, last_line)
-                stats.bytes_read = counter.bytes
-                stats.elapsed_s = time.monotonic() - stats.started
-                if progress:
-                    progress(stats)
-        _send(chunk, config, stats, settings)
-        _write_checkpoint(config.checkpoint_path, last_line)
-    finally:
-        if rejects is not None:
-            rejects.close()
+    # One chunk in flight on a sender thread while the next is read and validated: Redis runs
+    # the push script on its own core meanwhile. A chunk is checkpointed once Redis confirmed it.
+    in_flight: tuple[Future[list[bool]], int] | None = None
+
+    def settle() -> None:
+        nonlocal in_flight
+        if in_flight is None:
+            return
+        future, through_line = in_flight
+        in_flight = None
+        sent = future.result()
+        new = sum(sent)
+        stats.enqueued += new
+        stats.duplicates += len(sent) - new
+        _write_checkpoint(config.checkpoint_path, through_line)
+        stats.bytes_read = counter.bytes
+        stats.elapsed_s = time.monotonic() - stats.started
+        if progress:
+            progress(stats)
+
+    def submit(tickets: list[Ticket], through_line: int) -> None:
+        nonlocal in_flight
+        settle()
+        if config.rate_per_s is not None:
+            # Sleep until this chunk is due: everything sent so far, at the capped rate.
+            due = stats.started + (stats.enqueued + stats.duplicates) / config.rate_per_s
+            time.sleep(max(0.0, due - time.monotonic()))
+        future = sender.submit(send_tickets, tickets, force=config.force, settings=settings)
+        in_flight = (future, through_line)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-send") as sender:
+        try:
+            for row in open_rows(stream, config.fmt, counter):
+                if row.line <= done_through:
+                    stats.resumed_past += 1
+                    continue
+                stats.read += 1
+                last_line = row.line
+                ticket = _validate(row, config, stats, rejects)
+                if ticket is not None:
+                    chunk.append(ticket)
+                if len(chunk) >= chunk_size:
+                    submit(chunk, last_line)
+                    chunk = []
+            if chunk:
+                submit(chunk, last_line)
+            settle()
+            _write_checkpoint(config.checkpoint_path, last_line)
+        finally:
+            if in_flight is not None:
+                in_flight[0].cancel()
+            if rejects is not None:
+                rejects.close()
     stats.bytes_read = counter.bytes
     stats.elapsed_s = time.monotonic() - stats.started
     if progress:
@@ -140,24 +171,6 @@ def _validate(
     if rejects is not None:
         rejects.write(reject_line(row, error or "unreadable") + "\n")
     return None
-
-
-def _send(
-    chunk: list[Ticket],
-    config: BackfillConfig,
-    stats: BackfillStats,
-    settings: ProducerSettings | None,
-) -> None:
-    if not chunk:
-        return
-    if config.rate_per_s is not None:
-        # Sleep until this chunk is due: everything sent so far, at the capped rate.
-        due = stats.started + (stats.enqueued + stats.duplicates) / config.rate_per_s
-        time.sleep(max(0.0, due - time.monotonic()))
-    sent = send_tickets(chunk, force=config.force, settings=settings)
-    new = sum(sent)
-    stats.enqueued += new
-    stats.duplicates += len(sent) - new
 
 
 def _read_checkpoint(path: Path | None) -> int:

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from producer.client import redis_client, send_tickets, send_writeback
+from producer.client import asend_tickets, async_redis_client, redis_client, send_writeback
 from producer.errors import BrokerUnavailable, InvalidTicket, SignatureInvalid
 from producer.http import payloads, verify
 from producer.http.metrics import Metrics, MetricsMiddleware
@@ -124,7 +124,7 @@ def create_app(
                 where = f"[{n}]." if isinstance(data, list) else ""
                 errors = [{**e, "field": where + e["field"]} for e in exc.errors]
                 raise InvalidTicket(str(exc), errors) from exc
-        sent = await asyncio.to_thread(send_tickets, tickets, settings=ps)
+        sent = await asend_tickets(tickets, settings=ps)
         for t, ok in zip(tickets, sent, strict=True):
             metrics.tickets.labels(t.source, "enqueued" if ok else "duplicate").inc()
         return [
@@ -137,7 +137,7 @@ def create_app(
         """A ticket system's webhook: verified, deduplicated, mapped to a `Ticket`, enqueued."""
         if source not in hs.webhook_sources:
             return JSONResponse({"detail": f"unknown webhook source {source!r}"}, 404)
-        if hs.webhook_rate_per_s and not await asyncio.to_thread(_within_rate, source):
+        if hs.webhook_rate_per_s and not await _within_rate(source):
             return JSONResponse({"detail": "rate limited"}, 429, headers={"Retry-After": "1"})
         body = await _read_capped(request, hs.max_body_bytes)
         headers = {k.lower(): v for k, v in request.headers.items()}
@@ -148,15 +148,15 @@ def create_app(
         delivery = headers.get(verify.DELIVERY_HEADERS[source])
         if delivery is None and source == "generic":
             delivery = headers.get("x-triage-signature")
-        return await asyncio.to_thread(_accept, source, delivery, headers, body)
+        return await _accept(source, delivery, headers, body)
 
-    def _accept(
+    async def _accept(
         source: str, delivery: str | None, headers: dict[str, str], body: bytes
     ) -> Accepted | JSONResponse:
-        r = redis_client(ps.resolved_redis_url, ps.broker_timeout_s)
+        r = async_redis_client(ps.resolved_redis_url, ps.broker_timeout_s)
         key = f"{KEY_PREFIX}:delivery:{source}:{delivery}" if delivery else None
         try:
-            if key and not r.set(key, "1", nx=True, ex=hs.delivery_ttl_s):
+            if key and not await r.set(key, "1", nx=True, ex=hs.delivery_ttl_s):
                 metrics.tickets.labels(source, "replayed").inc()
                 return JSONResponse({"detail": "delivery already received"}, 200)
         except redis.RedisError as exc:
@@ -165,26 +165,26 @@ def create_app(
             ticket = payloads.ADAPTERS[source](_json(body), headers)
             if ticket is None:
                 return JSONResponse({"detail": "event ignored"}, 200)
-            sent = send_tickets([ticket], settings=ps)[0]
+            sent = (await asend_tickets([ticket], settings=ps))[0]
         except BrokerUnavailable:
             if key:  # so the sender's retry is taken, not dropped as a replay
                 try:
-                    r.delete(key)
+                    await r.delete(key)
                 except redis.RedisError:
                     log.warning("could not release delivery %s; it expires in time", delivery)
             raise
         metrics.tickets.labels(source, "enqueued" if sent else "duplicate").inc()
         return Accepted(id=ticket.id, source=ticket.source, duplicate=not sent)
 
-    def _within_rate(source: str) -> bool:
+    async def _within_rate(source: str) -> bool:
         # A fixed one-second window in Redis, shared by every app process.
         key = f"{KEY_PREFIX}:rate:{source}:{int(time.time())}"
-        r = redis_client(ps.resolved_redis_url, ps.broker_timeout_s)
+        r = async_redis_client(ps.resolved_redis_url, ps.broker_timeout_s)
         try:
             pipe = r.pipeline(transaction=False)
             pipe.incr(key)
             pipe.expire(key, 2)
-            count = int(pipe.execute()[0])
+            count = int((await pipe.execute())[0])
         except redis.RedisError as exc:
             raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
         return count <= hs.webhook_rate_per_s

@@ -10,8 +10,7 @@ import uuid
 import redis
 
 from models.index import TicketIndex
-from producer import Ticket, TriageResult, enqueue_many, get_result
-from producer.client import celery_message
+from producer import Ticket, TriageResult, enqueue_many, get_result, wire
 from producer.names import CLASSIFY_QUEUE, CLASSIFY_TASK, DEAD_LETTER_LIST, EVENTS_STREAM
 from tests.receivers import CallbackReceiver
 from tests.wire_servers import AnthropicServer, OpenAIServer, RawReply
@@ -228,17 +227,12 @@ def test_bad_messages_are_dead_lettered_and_the_worker_keeps_serving(
         },
     }
     rdb.lpush(CLASSIFY_QUEUE, json.dumps(pickled))
-    body, headers = celery_message(
-        CLASSIFY_TASK, str(uuid.uuid4()), {"ticket": {"id": "bad", "body": ""}}
+    bad = wire.envelope(
+        CLASSIFY_TASK,
+        CLASSIFY_QUEUE,
+        wire.Message(str(uuid.uuid4()), json.dumps({"ticket": {"id": "bad", "body": ""}})),
     )
-    bad = {
-        **pickled,
-        "body": base64.b64encode(json.dumps(body).encode()).decode(),
-        "content-type": "application/json",
-        "content-encoding": "utf-8",
-        "headers": headers,
-    }
-    rdb.lpush(CLASSIFY_QUEUE, json.dumps(bad))
+    rdb.lpush(CLASSIFY_QUEUE, bad)
 
     tickets = make_tickets(tiny_task, 2)
     enqueue_many(tickets)
