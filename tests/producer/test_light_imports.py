@@ -16,6 +16,7 @@ HEAVY = (
     "sentence_transformers",
     "celery",
     "celery_batches",
+    "kombu",
     "qdrant_client",
     "models",
     "worker",
