@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,11 @@ class TuneTarget:
     vote_temperatures: tuple[float, ...] = (0.03, 0.05, 0.1)
     neighbours: int = 20
     seed: int = 0
+    #: One-sided confidence that the chosen thresholds meet the target precision: their
+    #: precision's Wilson lower bound on the tuning tickets must reach it. A plain point
+    #: estimate overshoots: on Banking77, 99.0% read off ~1,000 tuning tickets gave 98.85%
+    #: on the test set.
+    confidence: float = 0.9
 
     def __post_init__(self) -> None:
         if (self.precision is None) == (self.max_escalation is None):
@@ -43,6 +49,8 @@ class TuneTarget:
             raise ValueError(f"target precision {self.precision} must be in (0, 1)")
         if self.max_escalation is not None and not 0.0 <= self.max_escalation <= 1.0:
             raise ValueError(f"max escalation {self.max_escalation} must be in [0, 1]")
+        if not 0.5 <= self.confidence < 1.0:
+            raise ValueError(f"confidence {self.confidence} must be in [0.5, 1)")
         if self.folds < 2:
             raise ValueError(f"folds={self.folds}: cross-validation needs at least 2")
 
@@ -190,8 +198,9 @@ def choose(
 ) -> Thresholds:
     """Best (classifier, retrieval) thresholds for `target` on these tickets (the worker's rule).
 
-    Precision is counted as right / (accepted + 1): one more mistake than seen, a small margin
-    against fitting the thresholds to the luck of the held-out set.
+    A precision target is met when the Wilson lower bound of the precision (at the target's
+    confidence) reaches it, so thresholds are not fitted to the luck of the tuning tickets;
+    the precision reported is the one observed.
     """
     grid_c = _grid(signals.clf_conf) if clf else np.array([NEVER])
     grid_m = _grid(signals.mix_conf) if mix else np.array([NEVER])
@@ -201,9 +210,11 @@ def choose(
     ok = np.where(by_clf[:, None, :], signals.clf_ok, signals.mix_ok) & auto
     accepted = auto.sum(axis=2)
     coverage = accepted / max(1, len(signals.clf_conf))
-    precision = ok.sum(axis=2) / (accepted + 1)
+    right = ok.sum(axis=2)
+    precision = right / np.maximum(accepted, 1)
     if target.precision is not None:
-        feasible = precision >= target.precision
+        z = float(NormalDist().inv_cdf(target.confidence))
+        feasible = (accepted > 0) & (wilson_lower(right, accepted, z) >= target.precision)
         score = np.where(feasible, coverage, -1.0) + precision * 1e-6
     else:
         assert target.max_escalation is not None
@@ -215,6 +226,15 @@ def choose(
     return Thresholds(
         float(grid_c[i]), float(grid_m[j]), float(coverage[i, j]), float(precision[i, j])
     )
+
+
+def wilson_lower(right: np.ndarray, n: np.ndarray, z: float) -> np.ndarray:
+    """Wilson score lower bound of a proportion `right / n` (0 where `n` is 0)."""
+    n_safe = np.maximum(n, 1)
+    p = right / n_safe
+    centre = p + z * z / (2 * n_safe)
+    spread = z * np.sqrt(p * (1 - p) / n_safe + z * z / (4 * n_safe * n_safe))
+    return np.where(n > 0, (centre - spread) / (1 + z * z / n_safe), 0.0)
 
 
 def cross_validate(signals: Signals, target: TuneTarget, folds: np.ndarray) -> tuple[float, float]:

@@ -224,6 +224,15 @@ def train(**opts: Any) -> None:
     envvar="TRIAGE_TUNE_MAX_ESCALATION",
     help="Instead: the largest share of tickets that may escalate.",
 )
+@click.option(
+    "--confidence",
+    type=float,
+    default=0.9,
+    show_default=True,
+    envvar="TRIAGE_TUNE_CONFIDENCE",
+    help="One-sided confidence that the target precision holds on new tickets (Wilson "
+    "lower bound on the tuning tickets); 0.5 takes the observed precision as it is.",
+)
 @click.option("--folds", type=int, default=5, show_default=True)
 def tune(**opts: Any) -> None:
     """Choose the cascade thresholds and mix on held-out tickets; write policy.json.
@@ -249,6 +258,7 @@ def tune(**opts: Any) -> None:
             ),
             max_escalation=opts["max_escalation"],
             folds=opts["folds"],
+            confidence=opts["confidence"],
         )
         index_data = (
             read_labelled(opts["index_data"], _fields(opts["text_field"]), opts["label_field"])
