@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +53,10 @@ def main() -> None:
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url)
+        cpu_before = _cpu_s(server.pid)
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             latencies, elapsed = pool.apply(_drive, (url, args.requests, args.concurrency))
+        server_cpu = _cpu_s(server.pid) - cpu_before
     finally:
         server.terminate()
         server.wait()
@@ -66,6 +69,8 @@ def main() -> None:
         "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
         "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
         "requests": len(latencies),
+        # CPU the server spent per request: what bounds the rate on a core of its own.
+        "server_cpu_us_per_request": round(server_cpu / len(latencies) * 1e6, 1),
         "enqueued": queued,
         "concurrency": args.concurrency,
     }
@@ -123,6 +128,11 @@ def _wait_ready(url: str) -> None:
             pass
         time.sleep(0.1)
     sys.exit("the server did not start")
+
+
+def _cpu_s(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def _free_port() -> int:

@@ -93,9 +93,17 @@ def send_tickets(
 
 
 async def asend_tickets(
-    tickets: Sequence[Ticket], *, force: bool = False, settings: ProducerSettings | None = None
+    tickets: Sequence[Ticket],
+    *,
+    force: bool = False,
+    settings: ProducerSettings | None = None,
+    gate: wire.Gate | None = None,
 ) -> list[bool]:
-    """`send_tickets` for asyncio code: no thread, the event loop's own Redis connection."""
+    """`send_tickets` for asyncio code: no thread, the event loop's own Redis connection.
+
+    With a `gate`, nothing is sent if its key was set before (`wire.GateClosed`); it is set in
+    the same atomic step as the tickets are queued.
+    """
     settings = settings or get_settings()
     client = async_redis_client(settings.resolved_redis_url, settings.broker_timeout_s)
     try:
@@ -106,6 +114,7 @@ async def asend_tickets(
             _classify(tickets),
             ttl_s=settings.dedupe_ttl_s,
             force=force,
+            gate=gate,
         )
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis at {_safe(settings)} is unreachable: {exc}") from exc

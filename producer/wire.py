@@ -21,12 +21,16 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-# KEYS[1]: the queue; KEYS[2..n+1]: per message, its dedupe key (or "" for none).
-# ARGV[1]: dedupe ttl (s); ARGV[2]: "1" to send even when the key exists; ARGV[3..]: messages.
-# Returns per message 1 (queued) or 0 (a duplicate, not queued).
+# KEYS[1]: the queue; KEYS[2]: a gate key or ""; KEYS[3..n+2]: per message, its dedupe key or "".
+# ARGV[1]: dedupe ttl (s); ARGV[2]: "1" to send even when a dedupe key exists; ARGV[3]: gate ttl;
+# ARGV[4..]: the messages. Returns -1 when the gate key was already set (nothing queued), else
+# per message 1 (queued) or 0 (a duplicate, not queued).
 _PUSH_SCRIPT = """
 local ttl, force, out = ARGV[1], ARGV[2] == '1', {}
-for i = 3, #ARGV do
+if KEYS[2] ~= '' and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
+  return -1
+end
+for i = 4, #ARGV do
   local key = KEYS[i - 1]
   local fresh = true
   if key ~= '' then
@@ -47,6 +51,18 @@ return out
 """
 
 _EMBED = '{"callbacks": null, "errbacks": null, "chain": null, "chord": null}'
+
+
+class GateClosed(Exception):
+    """The call's gate key was set before (e.g. a webhook delivery already received)."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A key set in the same atomic step as the push; if it is already set, nothing is queued."""
+
+    key: str
+    ttl_s: int
 
 
 @dataclass(frozen=True)
@@ -91,19 +107,18 @@ def push(
     *,
     ttl_s: int,
     force: bool = False,
+    gate: Gate | None = None,
 ) -> list[bool]:
     """Queue `messages` unless their dedupe key is set; return, per message, whether it was queued.
 
-    Atomic per call: either every fresh message is queued and its key set, or (Redis failed)
-    none is. Raises `redis.RedisError` when Redis does not answer.
+    Atomic per call: either every fresh message is queued and its key (and the gate) set, or
+    (Redis failed) none is. Raises `GateClosed` when the gate was set before, and
+    `redis.RedisError` when Redis does not answer.
     """
-    if not messages:
-        return []
     # redis-py's Script sends EVALSHA and loads the text again after NOSCRIPT (a restarted
     # Redis), so the script travels once, not with every call.
-    keys, args = _script_input(task_name, queue, messages, ttl_s, force)
-    queued = client.register_script(_PUSH_SCRIPT)(keys=keys, args=args)
-    return [bool(q) for q in queued]
+    keys, args = _script_input(task_name, queue, messages, ttl_s, force, gate)
+    return _queued(client.register_script(_PUSH_SCRIPT)(keys=keys, args=args))
 
 
 async def apush(
@@ -114,22 +129,31 @@ async def apush(
     *,
     ttl_s: int,
     force: bool = False,
+    gate: Gate | None = None,
 ) -> list[bool]:
     """`push` for asyncio code, on a `redis.asyncio` client."""
-    if not messages:
-        return []
-    keys, args = _script_input(task_name, queue, messages, ttl_s, force)
-    queued = await client.register_script(_PUSH_SCRIPT)(keys=keys, args=args)
-    return [bool(q) for q in queued]
+    keys, args = _script_input(task_name, queue, messages, ttl_s, force, gate)
+    return _queued(await client.register_script(_PUSH_SCRIPT)(keys=keys, args=args))
 
 
 def _script_input(
-    task_name: str, queue: str, messages: Sequence[Message], ttl_s: int, force: bool
+    task_name: str,
+    queue: str,
+    messages: Sequence[Message],
+    ttl_s: int,
+    force: bool,
+    gate: Gate | None,
 ) -> tuple[list[str], list[Any]]:
-    keys = [queue, *(m.dedupe_key for m in messages)]
-    args: list[Any] = [ttl_s, "1" if force else "0"]
+    keys = [queue, gate.key if gate else "", *(m.dedupe_key for m in messages)]
+    args: list[Any] = [ttl_s, "1" if force else "0", gate.ttl_s if gate else 0]
     args += [envelope(task_name, queue, m) for m in messages]
     return keys, args
+
+
+def _queued(reply: Any) -> list[bool]:
+    if reply == -1:
+        raise GateClosed()
+    return [bool(q) for q in reply]
 
 
 def _origin() -> str:

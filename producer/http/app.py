@@ -1,7 +1,8 @@
 """The HTTP app behind `triage serve`: our ticket API, the webhooks, results, feedback, health.
 
 Every accepted ticket is in Redis before the 202; when Redis is down the answer is 503 with
-Retry-After and nothing is half-done (a delivery id claimed for dedupe is released again).
+Retry-After and nothing is half-done (the delivery id is claimed in the same atomic step as the
+enqueue).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from producer import wire
 from producer.client import asend_tickets, async_redis_client, redis_client, send_writeback
 from producer.errors import BrokerUnavailable, InvalidTicket, SignatureInvalid
 from producer.http import payloads, verify
@@ -153,26 +155,22 @@ def create_app(
     async def _accept(
         source: str, delivery: str | None, headers: dict[str, str], body: bytes
     ) -> Accepted | JSONResponse:
-        r = async_redis_client(ps.resolved_redis_url, ps.broker_timeout_s)
-        key = f"{KEY_PREFIX}:delivery:{source}:{delivery}" if delivery else None
+        # The payload is read before the delivery id is claimed, so the claim and the enqueue
+        # are one atomic step in Redis (one round trip): a 422 or a 503 leaves the delivery
+        # unclaimed, and the sender's retry is taken rather than dropped as a replay.
+        ticket = payloads.ADAPTERS[source](_json(body), headers)
+        if ticket is None:
+            return JSONResponse({"detail": "event ignored"}, 200)
+        gate = (
+            wire.Gate(f"{KEY_PREFIX}:delivery:{source}:{delivery}", hs.delivery_ttl_s)
+            if delivery
+            else None
+        )
         try:
-            if key and not await r.set(key, "1", nx=True, ex=hs.delivery_ttl_s):
-                metrics.tickets.labels(source, "replayed").inc()
-                return JSONResponse({"detail": "delivery already received"}, 200)
-        except redis.RedisError as exc:
-            raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
-        try:
-            ticket = payloads.ADAPTERS[source](_json(body), headers)
-            if ticket is None:
-                return JSONResponse({"detail": "event ignored"}, 200)
-            sent = (await asend_tickets([ticket], settings=ps))[0]
-        except BrokerUnavailable:
-            if key:  # so the sender's retry is taken, not dropped as a replay
-                try:
-                    await r.delete(key)
-                except redis.RedisError:
-                    log.warning("could not release delivery %s; it expires in time", delivery)
-            raise
+            sent = (await asend_tickets([ticket], settings=ps, gate=gate))[0]
+        except wire.GateClosed:
+            metrics.tickets.labels(source, "replayed").inc()
+            return JSONResponse({"detail": "delivery already received"}, 200)
         metrics.tickets.labels(source, "enqueued" if sent else "duplicate").inc()
         return Accepted(id=ticket.id, source=ticket.source, duplicate=not sent)
 

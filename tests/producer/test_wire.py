@@ -55,3 +55,14 @@ def test_push_survives_a_flushed_script_cache(rdb: redis.Redis) -> None:
     rdb.script_flush()
     wire.push(rdb, CLASSIFY_TASK, CLASSIFY_QUEUE, [wire.Message("b", "{}")], ttl_s=60)
     assert rdb.llen(CLASSIFY_QUEUE) == 2
+
+
+def test_a_closed_gate_queues_nothing(rdb: redis.Redis) -> None:
+    gate = wire.Gate("triage:test:delivery", ttl_s=30)
+    first = [wire.Message("a", "{}", dedupe_key="triage:test:a")]
+    assert wire.push(rdb, CLASSIFY_TASK, CLASSIFY_QUEUE, first, ttl_s=60, gate=gate) == [True]
+    other = [wire.Message("b", "{}", dedupe_key="triage:test:b")]
+    with pytest.raises(wire.GateClosed):
+        wire.push(rdb, CLASSIFY_TASK, CLASSIFY_QUEUE, other, ttl_s=60, gate=gate)
+    assert rdb.llen(CLASSIFY_QUEUE) == 1 and not rdb.exists("triage:test:b")
+    assert 0 < rdb.ttl(gate.key) <= 30
