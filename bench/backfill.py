@@ -40,7 +40,9 @@ def main() -> None:
                 fh.write("\n")
         cmd = [sys.executable, "-m", "worker.cli", "backfill", str(src)]
         cmd += ["--chunk-size", str(args.chunk_size)]
-        env = {**os.environ, "TRIAGE_REDIS_URL": args.redis_url}
+        # No consumer drains the queue here: lift the back-pressure cap, or the run would wait
+        # for room once the queue holds TRIAGE_MAX_QUEUE_DEPTH messages.
+        env = {**os.environ, "TRIAGE_REDIS_URL": args.redis_url, "TRIAGE_MAX_QUEUE_DEPTH": "0"}
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         child, peak = psutil.Process(proc.pid), 0
