@@ -11,6 +11,7 @@ from producer.errors import (
     BrokerUnavailable,
     InvalidTicket,
     PermanentError,
+    QueueFull,
     RetryableError,
     TriageError,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "LabelSet",
     "Neighbour",
     "PermanentError",
+    "QueueFull",
     "RetryableError",
     "StageTrace",
     "Ticket",

@@ -74,6 +74,7 @@ def send_tickets(
 
     One Redis round trip for the whole list: each revision is claimed and queued atomically, so
     a failure leaves nothing claimed that is not queued, and a retry sends exactly what is missing.
+    Raises `QueueFull` (a `BrokerUnavailable`) when the queue is at `TRIAGE_MAX_QUEUE_DEPTH`.
     """
     settings = settings or get_settings()
     client = redis_client(settings.resolved_redis_url, settings.broker_timeout_s)
@@ -85,6 +86,7 @@ def send_tickets(
             _classify(tickets),
             ttl_s=settings.dedupe_ttl_s,
             force=force,
+            max_depth=settings.max_queue_depth,
         )
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis at {_safe(settings)} is unreachable: {exc}") from exc
@@ -115,6 +117,7 @@ async def asend_tickets(
             ttl_s=settings.dedupe_ttl_s,
             force=force,
             gate=gate,
+            max_depth=settings.max_queue_depth,
         )
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis at {_safe(settings)} is unreachable: {exc}") from exc
@@ -183,7 +186,14 @@ def send_writeback(
     )
     client = redis_client(settings.resolved_redis_url, settings.broker_timeout_s)
     try:
-        wire.push(client, WRITEBACK_TASK, WRITEBACK_QUEUE, [message], ttl_s=settings.dedupe_ttl_s)
+        wire.push(
+            client,
+            WRITEBACK_TASK,
+            WRITEBACK_QUEUE,
+            [message],
+            ttl_s=settings.dedupe_ttl_s,
+            max_depth=settings.max_queue_depth,
+        )
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis at {_safe(settings)} is unreachable: {exc}") from exc
     return task_id

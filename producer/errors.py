@@ -3,6 +3,7 @@
     TriageError
     ├── RetryableError          try again later: the same call may succeed
     │   ├── BrokerUnavailable   Redis did not take the message
+    │   │   └── QueueFull       the queue is at its depth cap: the workers are behind
     │   ├── IndexUnavailable    Qdrant did not answer
     │   ├── FrontierUnavailable the frontier API timed out, rate-limited or failed (429/5xx)
     │   └── SinkUnavailable     a write-back target timed out or failed (429/5xx)
@@ -39,6 +40,10 @@ class PermanentError(TriageError):
 
 class BrokerUnavailable(RetryableError):
     pass
+
+
+class QueueFull(BrokerUnavailable):
+    """Redis answers, but the queue holds `TRIAGE_MAX_QUEUE_DEPTH` messages: send later."""
 
 
 class IndexUnavailable(RetryableError):

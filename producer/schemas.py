@@ -22,6 +22,7 @@ MAX_ID_CHARS = 256
 MAX_SUBJECT_CHARS = 1_000
 MAX_BODY_CHARS = 50_000
 MAX_METADATA_BYTES = 16_384
+MAX_METADATA_DEPTH = 32
 
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 DecidedBy = Literal["classifier", "retrieval", "frontier", "human"]
@@ -58,6 +59,9 @@ class Ticket(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _metadata_bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # Depth too: a few hundred nested objects pass the size cap but break serialising.
+        if _depth(value) > MAX_METADATA_DEPTH:
+            raise ValueError(f"is nested more than {MAX_METADATA_DEPTH} levels deep")
         size = len(json.dumps(value, default=str).encode())
         if size > MAX_METADATA_BYTES:
             raise ValueError(f"is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
@@ -141,3 +145,16 @@ class TriageResult(BaseModel):
         if self.enqueued_at is None:
             return None
         return (self.decided_at - self.enqueued_at).total_seconds() * 1000.0
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in `value` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in node)
+    return deepest

@@ -25,6 +25,11 @@ class ProducerSettings(BaseSettings):
     dedupe_ttl_s: int = Field(default=7 * 24 * 3600, gt=0)
     #: How long `enqueue` waits for Redis before raising `BrokerUnavailable`.
     broker_timeout_s: float = Field(default=5.0, gt=0)
+    #: Back-pressure: most messages a queue may hold before producers get `QueueFull` (the
+    #: webhook answers 503) instead of Redis growing without bound while workers are behind.
+    #: A call that finds the queue empty is always taken, so the bound is the larger of this
+    #: and one call's tickets (a backfill chunk). About 2 kB of Redis memory a message. 0: no cap.
+    max_queue_depth: int = Field(default=100_000, ge=0)
 
     @field_validator("redis_url")
     @classmethod

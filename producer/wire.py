@@ -21,17 +21,28 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
+from producer.errors import QueueFull
+
 # KEYS[1]: the queue; KEYS[2]: a gate key or ""; KEYS[3..n+2]: per message, its dedupe key or "".
 # ARGV[1]: dedupe ttl (s); ARGV[2]: "1" to send even when a dedupe key exists; ARGV[3]: gate ttl;
-# ARGV[4..]: the messages. Returns -1 when the gate key was already set (nothing queued), else
-# per message 1 (queued) or 0 (a duplicate, not queued).
+# ARGV[4]: most messages the queue may hold (0: no cap); ARGV[5..]: the messages. Returns -1 when
+# the gate key was already set (nothing queued), else per message 1 (queued) or 0 (a duplicate,
+# not queued). A full queue is an error reply, checked first, so nothing (not even the gate) is
+# set: the sender's retry is taken once there is room.
 _PUSH_SCRIPT = """
-local ttl, force, out = ARGV[1], ARGV[2] == '1', {}
+local ttl, force, cap, out = ARGV[1], ARGV[2] == '1', tonumber(ARGV[4]), {}
+if cap > 0 then
+  local depth = redis.call('LLEN', KEYS[1])
+  -- An empty queue always takes the call, so a call bigger than the cap is not refused forever.
+  if depth > 0 and depth + #ARGV - 4 > cap then
+    return redis.error_reply('QUEUEFULL ' .. depth)
+  end
+end
 if KEYS[2] ~= '' and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
   return -1
 end
-for i = 4, #ARGV do
-  local key = KEYS[i - 1]
+for i = 5, #ARGV do
+  local key = KEYS[i - 2]
   local fresh = true
   if key ~= '' then
     if force then
@@ -108,17 +119,22 @@ def push(
     ttl_s: int,
     force: bool = False,
     gate: Gate | None = None,
+    max_depth: int = 0,
 ) -> list[bool]:
     """Queue `messages` unless their dedupe key is set; return, per message, whether it was queued.
 
     Atomic per call: either every fresh message is queued and its key (and the gate) set, or
-    (Redis failed) none is. Raises `GateClosed` when the gate was set before, and
-    `redis.RedisError` when Redis does not answer.
+    (Redis failed, the queue is full) none is. Raises `GateClosed` when the gate was set before,
+    `QueueFull` when the queue holds messages and these would take it past `max_depth` (0: no
+    cap), and `redis.RedisError` when Redis does not answer.
     """
     # redis-py's Script sends EVALSHA and loads the text again after NOSCRIPT (a restarted
     # Redis), so the script travels once, not with every call.
-    keys, args = _script_input(task_name, queue, messages, ttl_s, force, gate)
-    return _queued(client.register_script(_PUSH_SCRIPT)(keys=keys, args=args))
+    keys, args = _script_input(task_name, queue, messages, ttl_s, force, gate, max_depth)
+    try:
+        return _queued(client.register_script(_PUSH_SCRIPT)(keys=keys, args=args))
+    except redis.ResponseError as exc:
+        raise _full_or(exc, queue, max_depth) from exc
 
 
 async def apush(
@@ -130,10 +146,14 @@ async def apush(
     ttl_s: int,
     force: bool = False,
     gate: Gate | None = None,
+    max_depth: int = 0,
 ) -> list[bool]:
     """`push` for asyncio code, on a `redis.asyncio` client."""
-    keys, args = _script_input(task_name, queue, messages, ttl_s, force, gate)
-    return _queued(await client.register_script(_PUSH_SCRIPT)(keys=keys, args=args))
+    keys, args = _script_input(task_name, queue, messages, ttl_s, force, gate, max_depth)
+    try:
+        return _queued(await client.register_script(_PUSH_SCRIPT)(keys=keys, args=args))
+    except redis.ResponseError as exc:
+        raise _full_or(exc, queue, max_depth) from exc
 
 
 def _script_input(
@@ -143,9 +163,10 @@ def _script_input(
     ttl_s: int,
     force: bool,
     gate: Gate | None,
+    max_depth: int,
 ) -> tuple[list[str], list[Any]]:
     keys = [queue, gate.key if gate else "", *(m.dedupe_key for m in messages)]
-    args: list[Any] = [ttl_s, "1" if force else "0", gate.ttl_s if gate else 0]
+    args: list[Any] = [ttl_s, "1" if force else "0", gate.ttl_s if gate else 0, max_depth]
     args += [envelope(task_name, queue, m) for m in messages]
     return keys, args
 
@@ -154,6 +175,18 @@ def _queued(reply: Any) -> list[bool]:
     if reply == -1:
         raise GateClosed()
     return [bool(q) for q in reply]
+
+
+def _full_or(exc: redis.ResponseError, queue: str, max_depth: int) -> Exception:
+    """`QueueFull` for the script's full-queue reply; any other error as it is."""
+    word, _, depth = str(exc).partition(" ")
+    if word != "QUEUEFULL":
+        return exc
+    return QueueFull(
+        f"queue {queue} holds {depth} messages, at its cap of {max_depth} "
+        "(TRIAGE_MAX_QUEUE_DEPTH): the workers are behind; retry later",
+        retry_after_s=5.0,
+    )
 
 
 def _origin() -> str:

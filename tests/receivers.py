@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import random
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -29,24 +32,31 @@ class Call:
 
 
 class CallbackReceiver:
-    """Answers 200 to POSTs (or `fail_status` while `failing` is set) and records each call."""
+    """Answers 200 to POSTs and records each call; or answers `fail_status` (not recorded) while
+    `failing` is set, or at random for a `fail_rate` share of calls. `delay_s` makes it slow."""
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.failing = threading.Event()
         self.fail_status = 503
+        self.fail_rate = 0.0
+        self.refused = 0
+        self.delay_s = 0.0
         self._lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                failing = receiver.failing.is_set()
-                if not failing:
-                    with receiver._lock:
+                failing = receiver.failing.is_set() or random.random() < receiver.fail_rate
+                with receiver._lock:
+                    if failing:
+                        receiver.refused += 1
+                    else:
                         receiver.calls.append(
                             Call({k.lower(): v for k, v in self.headers.items()}, body)
                         )
+                time.sleep(receiver.delay_s)  # the side effect happened; the answer is late
                 self.send_response(receiver.fail_status if failing else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -56,6 +66,11 @@ class CallbackReceiver:
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def delivered(self) -> Counter[str]:
+        """Successful calls per ticket id."""
+        with self._lock:
+            return Counter(call.json["ticket_id"] for call in self.calls)
 
     @property
     def url(self) -> str:

@@ -11,6 +11,8 @@ from producer.names import CLASSIFY_QUEUE
 
 log = logging.getLogger(__name__)
 _warmup_tasks: list[str] = []
+#: Longest a prefork child may take to load its models before it is deemed stuck.
+WARMUP_TIMEOUT_S = 600.0
 
 
 def run_worker(
@@ -26,6 +28,9 @@ def run_worker(
     if concurrency is None:
         concurrency = {"solo": 1, "threads": 8}.get(pool, os.cpu_count() or 1)
     if classify:
+        from worker.process import passive_threads
+
+        passive_threads()  # before any process here loads torch
         # A batch can only fill from prefetched messages: let each process hold two batches.
         batch = get_settings().classify_batch
         app.conf.worker_prefetch_multiplier = max(1, 2 * batch // max(1, concurrency))
@@ -35,7 +40,18 @@ def run_worker(
         _warmup_tasks.extend(model_settings().labels)
         # Models load in the process that uses them: the children of prefork, else this one.
         signal = worker_process_init if pool == "prefork" else worker_ready
+        if pool == "prefork":
+            # Children fork with the model libraries already imported (copy-on-write): a child
+            # replacing a dead one serves after loading weights, without the 7-11 s of importing
+            # torch and transformers. Nothing touches a device here (no CUDA in a forking parent).
+            import models.classifier
+            import models.embedder
+            import models.index  # noqa: F401
+
         signal.connect(_warm_up, weak=False)
+        # A child reports for work after its warm-up; Celery kills one silent for 4 s, which
+        # would kill every child (and its replacement) still loading a model.
+        app.conf.worker_proc_alive_timeout = WARMUP_TIMEOUT_S
     argv = [
         "worker",
         f"--queues={','.join(queues)}",

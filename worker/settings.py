@@ -15,18 +15,30 @@ class WorkerSettings(BaseSettings):
     classify_batch: int = Field(default=64, ge=1, le=4096)
     #: How long a lone ticket waits for company before its batch runs, in milliseconds.
     classify_flush_ms: int = Field(default=20, ge=1, le=10_000)
-    #: Soft/hard time limits per task, seconds. A hard limit kills the child; the message is
-    #: redelivered (acks late) and ends in the dead-letter list after `max_retries`.
+    #: Hard time limits per task, seconds (the soft limit, which lets the task clean up, is a
+    #: little earlier: `soft_limit_s`). Enforced by the prefork pool only: a hard limit kills the
+    #: child; its tickets are sent again and dead-lettered after `max_retries` such deaths.
     classify_time_limit_s: int = Field(default=300, gt=0)
     escalate_time_limit_s: int = Field(default=180, gt=0)
     writeback_time_limit_s: int = Field(default=120, gt=0)
-    #: Redis redelivers an unacknowledged message after this long; far above every time limit so
-    #: that a slow task is never run twice at once.
+    #: Redis hands an unacknowledged message to another worker after this long. It is how the
+    #: messages of a worker that died without a goodbye (kill -9, power loss) come back, so it
+    #: bounds their delay; it must stay far above every time limit and retry countdown, or a
+    #: slow task (or a retry waiting for its time) runs twice at once.
     visibility_timeout_s: int = Field(default=3600, gt=0)
-    #: Tries of a retryable failure before the dead-letter list; backoff doubles from the base.
+    #: Tries of a retryable failure (frontier, index) before the dead-letter list; backoff doubles
+    #: from the base, with jitter, up to the max.
     max_retries: int = Field(default=5, ge=0, le=50)
+    #: Tries of a failing write-back target (callback, ticket system) before the dead-letter
+    #: list: more than `max_retries`, since a decided label is cheap to deliver late and costly
+    #: to lose (12 tries at the default backoff span up to about 12 minutes).
+    sink_max_retries: int = Field(default=12, ge=0, le=50)
     retry_backoff_s: float = Field(default=1.0, gt=0)
     retry_backoff_max_s: float = Field(default=120.0, gt=0)
+    #: How long a worker keeps trying to publish a ticket's next step while Redis is unreachable
+    #: (a restart, a failover) before it gives the message back (redelivered after the
+    #: visibility timeout). Celery's default gives up after about half a second.
+    publish_retry_s: float = Field(default=60.0, ge=0)
 
     #: HMAC-SHA256 key signing callbacks (``X-Triage-Signature: t=<unix>,v1=<hex>``).
     callback_secret: SecretStr | None = None
@@ -62,7 +74,31 @@ class WorkerSettings(BaseSettings):
                 f"TRIAGE_VISIBILITY_TIMEOUT_S={self.visibility_timeout_s} must be more than twice "
                 f"the longest task time limit ({longest} s), or slow tasks run twice"
             )
+        # A retry waits in its worker as an unacknowledged message: past the visibility timeout
+        # Redis would hand it to a second worker while the first still holds it.
+        if self.visibility_timeout_s <= 2 * self.retry_backoff_max_s:
+            raise ValueError(
+                f"TRIAGE_VISIBILITY_TIMEOUT_S={self.visibility_timeout_s} must be more than twice "
+                f"TRIAGE_RETRY_BACKOFF_MAX_S={self.retry_backoff_max_s}, or retries run twice"
+            )
+        # A write-back renews its lease before each sink: one call must fit in the lease.
+        slowest = max(self.callback_timeout_s, self.source_timeout_s)
+        if slowest >= self.writeback_time_limit_s:
+            raise ValueError(
+                f"TRIAGE_WRITEBACK_TIME_LIMIT_S={self.writeback_time_limit_s} must be more than "
+                f"the callback and source timeouts ({slowest} s)"
+            )
         return self
+
+    @property
+    def writeback_lease_s(self) -> int:
+        """How long one write-back of a ticket revision excludes another (see `worker.sinks`)."""
+        return self.writeback_time_limit_s
+
+
+def soft_limit_s(hard_s: int) -> float:
+    """The soft time limit before a hard one: 10 s earlier, or a fifth earlier when short."""
+    return max(hard_s - 10, hard_s * 0.8)
 
 
 @lru_cache

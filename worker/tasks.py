@@ -16,14 +16,14 @@ from celery_batches import SimpleRequest
 from models.cascade import FirstPass, give_up
 from models.cascade import escalate as escalate_one
 from models.settings import get_settings as model_settings
-from producer.errors import InvalidTicket, PermanentError, RetryableError
+from producer.errors import BrokerUnavailable, InvalidTicket, PermanentError
 from producer.names import CLASSIFY_TASK, ESCALATE_TASK, WRITEBACK_TASK
 from producer.schemas import Ticket, TriageResult
 from worker import pipeline, resources
 from worker.app import app
-from worker.batching import FillingBatches
-from worker.retry import backoff_s
-from worker.settings import get_settings
+from worker.redelivery import RedeliveringBatches
+from worker.retry import retry_later
+from worker.settings import get_settings, soft_limit_s
 from worker.sinks import dead_letter, write_back
 
 log = logging.getLogger(__name__)
@@ -31,35 +31,49 @@ _ws = get_settings()
 
 
 @app.task(
-    base=FillingBatches,
+    base=RedeliveringBatches,
     name=CLASSIFY_TASK,
     flush_every=_ws.classify_batch,
     flush_interval=_ws.classify_flush_ms / 1000.0,
     acks_late=True,
-    soft_time_limit=_ws.classify_time_limit_s - 10,
+    # No soft limit: a batch has nothing to clean up, and the exception would look like a
+    # model crash. Past the hard limit the child is killed and the batch sent again.
     time_limit=_ws.classify_time_limit_s,
 )
-def classify(requests: list[SimpleRequest]) -> None:
-    # celery-batches acks the whole batch when this returns, raised or not: so nothing may
-    # escape; every ticket is routed on, re-sent for a retry, or dead-lettered.
+def classify(requests: list[SimpleRequest]) -> list[str]:
+    # The batch is acked when this returns, except the ids returned: so nothing may escape;
+    # every ticket is routed on, re-sent for a retry, dead-lettered, or (Redis unreachable
+    # past the publish retries) returned to be delivered again (`worker.redelivery`).
+    unfinished: list[str] = []
     by_task: dict[str, list[tuple[Ticket, dict[str, Any]]]] = defaultdict(list)
+    ids: dict[str, list[str]] = defaultdict(list)
     for req in requests:
         kwargs = req.kwargs if isinstance(req.kwargs, dict) else {}
         try:
             ticket = Ticket.parse(kwargs.get("ticket"))
         except InvalidTicket as exc:
-            dead_letter(CLASSIFY_TASK, kwargs, str(exc))
+            try:
+                dead_letter(CLASSIFY_TASK, kwargs, str(exc))
+            except BrokerUnavailable:
+                unfinished.append(req.id)
             continue
         by_task[ticket.task].append((ticket, kwargs))
+        ids[ticket.task].append(req.id)
     for task, items in by_task.items():
-        for first, kwargs in pipeline.first_pass_isolating(task, items):
-            enqueued_at = kwargs.get("enqueued_at")
-            if first.needs_escalation:
-                escalate.apply_async(
-                    kwargs={"first": first.model_dump(mode="json"), "enqueued_at": enqueued_at}
-                )
-            else:
-                _send_writeback(first.ticket, first.result(enqueued_at=enqueued_at), first.vector)
+        try:
+            for first, kwargs in pipeline.first_pass_isolating(task, items):
+                enqueued_at = kwargs.get("enqueued_at")
+                if first.needs_escalation:
+                    escalate.apply_async(
+                        kwargs={"first": first.model_dump(mode="json"), "enqueued_at": enqueued_at}
+                    )
+                else:
+                    result = first.result(enqueued_at=enqueued_at)
+                    _send_writeback(first.ticket, result, first.vector)
+        except Exception:  # the broker is gone: the write-back dedupes what was already sent
+            log.exception("could not route %d %s tickets on; they come back", len(items), task)
+            unfinished.extend(ids[task])
+    return unfinished
 
 
 @app.task(
@@ -67,7 +81,7 @@ def classify(requests: list[SimpleRequest]) -> None:
     name=ESCALATE_TASK,
     acks_late=True,
     max_retries=_ws.max_retries,
-    soft_time_limit=_ws.escalate_time_limit_s - 10,
+    soft_time_limit=soft_limit_s(_ws.escalate_time_limit_s),
     time_limit=_ws.escalate_time_limit_s,
 )
 def escalate(self: Task, first: dict[str, Any], enqueued_at: str | None = None) -> None:
@@ -87,7 +101,7 @@ def escalate(self: Task, first: dict[str, Any], enqueued_at: str | None = None) 
             max_examples=model_settings().frontier_examples,
             enqueued_at=enqueued_at,
         )
-    except RetryableError as exc:
+    except Exception as exc:  # retryable, or a failure nobody foresaw: retry, then a human
         if self.request.retries >= self.max_retries:
             result = give_up(
                 fp,
@@ -95,7 +109,7 @@ def escalate(self: Task, first: dict[str, Any], enqueued_at: str | None = None) 
                 enqueued_at=enqueued_at,
             )
         else:
-            raise self.retry(exc=exc, countdown=backoff_s(self.request.retries, exc)) from exc
+            raise retry_later(self, exc) from exc
     _send_writeback(fp.ticket, result, fp.vector)
 
 
@@ -103,8 +117,8 @@ def escalate(self: Task, first: dict[str, Any], enqueued_at: str | None = None) 
     bind=True,
     name=WRITEBACK_TASK,
     acks_late=True,
-    max_retries=_ws.max_retries,
-    soft_time_limit=_ws.writeback_time_limit_s - 10,
+    max_retries=_ws.sink_max_retries,
+    soft_time_limit=soft_limit_s(_ws.writeback_time_limit_s),
     time_limit=_ws.writeback_time_limit_s,
 )
 def writeback(
@@ -117,18 +131,18 @@ def writeback(
         return
     try:
         done = write_back(t, r, vector or [])
-    except RetryableError as exc:
+    except PermanentError as exc:
+        dead_letter(WRITEBACK_TASK, {"ticket": ticket, "result": result}, str(exc))
+        return
+    except Exception as exc:  # retryable, or a failure nobody foresaw: retry, then dead-letter
         if self.request.retries >= self.max_retries:
             dead_letter(
                 WRITEBACK_TASK,
                 {"ticket": ticket, "result": result},
-                f"gave up after {self.request.retries + 1} tries: {exc}",
+                f"gave up after {self.request.retries + 1} tries: {exc!r}",
             )
             return
-        raise self.retry(exc=exc, countdown=backoff_s(self.request.retries, exc)) from exc
-    except PermanentError as exc:
-        dead_letter(WRITEBACK_TASK, {"ticket": ticket, "result": result}, str(exc))
-        return
+        raise retry_later(self, exc) from exc
     log.info(
         "ticket %s/%s %s label=%s by=%s conf=%.3f latency_ms=%.1f sinks=%s",
         t.source,

@@ -52,6 +52,8 @@ _SECRET_PATTERNS = [
     r"\bgithub_pat_[A-Za-z0-9_]{20,}",
     r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",  # AWS access key ids
     r"\bxox[abprs]-[A-Za-z0-9-]{10,}",  # Slack tokens
+    r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{10,}",  # Stripe keys
+    r"\bglpat-[A-Za-z0-9_-]{20,}",  # GitLab tokens
     r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",  # JWTs
     r"\b[0-9a-fA-F]{32,}\b",  # long hex: hashes, session ids, hex-encoded keys
 ]
@@ -64,7 +66,10 @@ _KEY_VALUE = re.compile(
 )
 # Base64-like runs; only masked when they mix upper case, lower case and digits (see below).
 _OPAQUE = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{32,}={0,2}")
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# Parts bounded by RFC 5321's lengths (local part 64, label 63): unbounded, a long run of
+# address characters without an "@" cost quadratic time (seconds for a 50 kB ticket).
+# \w: addresses may be internationalised (josé@exämple.de); ' is common (o'brien@...).
+_EMAIL = re.compile(r"[\w.%+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){0,8}\.[^\W\d_]{2,63}\b")
 # Greedy candidates; the longest checksum-valid prefix is what gets masked.
 _IBAN = re.compile(r"\b[A-Za-z]{2}\d{2}(?:[ -]?[A-Za-z0-9]){11,30}\b")
 _CARD = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")

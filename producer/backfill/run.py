@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from producer.backfill.reader import ByteCounter, Format, Row, open_rows, reject_line, row_to_ticket
 from producer.client import send_tickets
-from producer.errors import InvalidTicket
+from producer.errors import InvalidTicket, QueueFull
 from producer.schemas import Ticket
 from producer.settings import ProducerSettings
 
@@ -124,7 +124,7 @@ def run_backfill(
             # Sleep until this chunk is due: everything sent so far, at the capped rate.
             due = stats.started + (stats.enqueued + stats.duplicates) / config.rate_per_s
             time.sleep(max(0.0, due - time.monotonic()))
-        future = sender.submit(send_tickets, tickets, force=config.force, settings=settings)
+        future = sender.submit(_send_when_room, tickets, force=config.force, settings=settings)
         in_flight = (future, through_line)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-send") as sender:
@@ -156,6 +156,21 @@ def run_backfill(
         progress(stats)
     log.info("backfill done: %s", stats.summary())
     return stats
+
+
+def _send_when_room(
+    tickets: list[Ticket], *, force: bool, settings: ProducerSettings | None
+) -> list[bool]:
+    """`send_tickets`, waiting while the queue is at its cap: a backfill is the load that cap
+    is for, so it slows to the workers' pace instead of stopping."""
+    wait_s = 0.5
+    while True:
+        try:
+            return send_tickets(tickets, force=force, settings=settings)
+        except QueueFull as exc:
+            log.info("%s; the backfill waits %.1f s", exc, wait_s)
+            time.sleep(wait_s)
+            wait_s = min(wait_s * 2, 10.0)
 
 
 def _validate(

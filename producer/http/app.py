@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 from producer import wire
 from producer.client import asend_tickets, async_redis_client, redis_client, send_writeback
-from producer.errors import BrokerUnavailable, InvalidTicket, SignatureInvalid
+from producer.errors import BrokerUnavailable, InvalidTicket, QueueFull, SignatureInvalid
 from producer.http import payloads, verify
 from producer.http.metrics import Metrics, MetricsMiddleware
 from producer.http.settings import HttpSettings
@@ -94,6 +94,13 @@ def create_app(
     @app.exception_handler(InvalidTicket)
     async def _invalid(_: Request, exc: InvalidTicket) -> JSONResponse:
         return JSONResponse({"detail": exc.errors or str(exc)}, status_code=422)
+
+    @app.exception_handler(QueueFull)
+    async def _queue_full(_: Request, exc: QueueFull) -> JSONResponse:
+        # Back-pressure: the sender keeps the ticket and retries later; Redis does not grow.
+        return JSONResponse(
+            {"detail": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)}
+        )
 
     @app.exception_handler(BrokerUnavailable)
     async def _unavailable(_: Request, exc: BrokerUnavailable) -> JSONResponse:
@@ -280,6 +287,10 @@ def _json(body: bytes) -> Any:
     except json.JSONDecodeError as exc:
         raise InvalidTicket(
             f"body is not JSON: {exc}", [{"field": "body", "error": f"not JSON: {exc.msg}"}]
+        ) from exc
+    except RecursionError as exc:  # "[[[[..." of a few kB exhausts the parser's stack
+        raise InvalidTicket(
+            "body is nested too deeply", [{"field": "body", "error": "nested too deeply"}]
         ) from exc
 
 
