@@ -34,6 +34,7 @@ class AdapterSet:
         device: str = "auto",
         max_length: int = 128,
         batch_size: int = 64,
+        max_batch_tokens: int | None = None,
     ) -> None:
         from peft import PeftModel
 
@@ -50,6 +51,7 @@ class AdapterSet:
         self.device = pick_device(device)
         self.max_length = max_length
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.labels: dict[str, LabelSet] = {}
         self.temperatures: dict[str, float] = {}
         self.versions: dict[str, str] = {}
@@ -96,6 +98,7 @@ class AdapterSet:
                 device=self.device,
                 max_length=self.max_length,
                 batch_size=self.batch_size,
+                max_batch_tokens=self.max_batch_tokens,
             )
         scaled = torch.from_numpy(logits) / self.temperatures[task]
         out: npt.NDArray[np.float32] = torch.softmax(scaled, dim=-1).numpy()

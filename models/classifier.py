@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from models.base_models import pick_device, pick_dtype, resolve_base_model
+from models.batches import PASS_OVERHEAD_TOKENS, logits_of_token_ids
 from producer.errors import LabelSetError, ModelError
 from producer.labelset import LabelSet
 
@@ -65,6 +66,7 @@ class Classifier:
         device: torch.device,
         max_length: int = 128,
         batch_size: int = 64,
+        max_batch_tokens: int | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -75,10 +77,17 @@ class Classifier:
         self.device = device
         self.max_length = max_length
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
 
     @classmethod
     def load(
-        cls, adapter_dir: Path, *, device: str = "auto", max_length: int = 128, batch_size: int = 64
+        cls,
+        adapter_dir: Path,
+        *,
+        device: str = "auto",
+        max_length: int = 128,
+        batch_size: int = 64,
+        max_batch_tokens: int | None = None,
     ) -> Classifier:
         """Rebuild the base named in the adapter's metadata and put the adapter on it."""
         from peft import PeftModel
@@ -114,6 +123,7 @@ class Classifier:
             device=torch_device,
             max_length=max_length,
             batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
         )
 
     def merge_adapter(self) -> None:
@@ -135,6 +145,7 @@ class Classifier:
             device=self.device,
             max_length=self.max_length,
             batch_size=self.batch_size,
+            max_batch_tokens=self.max_batch_tokens,
         )
 
     def predict_proba(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
@@ -229,33 +240,29 @@ def predict_logits(
     device: torch.device,
     max_length: int,
     batch_size: int,
+    max_batch_tokens: int | None = None,
 ) -> npt.NDArray[np.float32]:
-    """Batched forward passes; texts are sorted by length so each batch pads little."""
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out: list[torch.Tensor] = []
-    was_training = model.training
-    model.eval()
-    with (
-        torch.inference_mode(),
-        torch.autocast(device.type, enabled=device.type == "cuda", dtype=torch.bfloat16),
-    ):
-        for start in range(0, len(order), batch_size):
-            batch = [texts[i] for i in order[start : start + batch_size]]
-            enc = tokenizer(
-                batch, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-            ).to(device)
-            out.append(
-                model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
-                .logits.float()
-                .cpu()
-            )
-    model.train(was_training)
-    n_labels = model.config.num_labels if not out else out[0].shape[1]
-    logits = torch.cat(out) if out else torch.empty(0, n_labels)
-    restored = torch.empty_like(logits)
-    restored[torch.tensor(order, dtype=torch.long)] = logits
-    result: npt.NDArray[np.float32] = restored.numpy()
-    return result
+    """Batched forward passes over `texts`; logits come back in the order given.
+
+    The texts are tokenised in one call (no padding), then grouped by length (`plan_batches`)
+    into batches of at most `batch_size` tickets and, when `max_batch_tokens` is set, at most that
+    many padded tokens: batch size follows ticket length, so long tickets cannot exhaust GPU
+    memory and short ones still fill a wide batch, and one long ticket does not pad a batch of
+    short ones (on 2 cores, 64 Banking77 tickets ran 2.5x faster cut by length than as one batch).
+    """
+    ids = (
+        tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"] if texts else []
+    )
+    return logits_of_token_ids(
+        model,
+        ids,
+        pad_id=tokenizer.pad_token_id,
+        left_pad=getattr(tokenizer, "padding_side", "right") == "left",
+        device=device,
+        batch_size=batch_size,
+        max_batch_tokens=max_batch_tokens,
+        overhead_tokens=PASS_OVERHEAD_TOKENS.get(device.type),
+    )
 
 
 def read_meta(adapter_dir: Path) -> dict[str, Any]:

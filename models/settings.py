@@ -38,6 +38,10 @@ class ModelSettings(BaseSettings):
     max_length: int = Field(default=128, ge=8, le=8192)
     #: Tickets per forward pass.
     batch_size: int = Field(default=64, ge=1, le=4096)
+    #: Padded tokens per forward pass (tickets x longest ticket of the batch), 0 for no cap. The
+    #: batch size then follows ticket length: a batch of long tickets stays within GPU memory,
+    #: short ones still fill `batch_size`. On a GPU raise `batch_size` and let this bind.
+    max_batch_tokens: int = Field(default=16384, ge=0)
 
     #: Sentence-transformers model for retrieval (same name rules as `base_model`).
     embedder: str = PACKAGED_MINILM

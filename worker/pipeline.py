@@ -12,7 +12,7 @@ from models.cascade import FirstPass, first_pass
 from producer.errors import PermanentError, RetryableError
 from producer.names import CLASSIFY_TASK
 from producer.schemas import Neighbour, Ticket
-from worker import resources
+from worker import process, resources
 from worker.app import app
 from worker.retry import backoff_s
 from worker.settings import get_settings
@@ -63,7 +63,7 @@ def run_first_pass(task: str, tickets: Sequence[Ticket]) -> list[FirstPass]:
     ) -> list[list[Neighbour]]:
         return index.neighbours(task, vectors, k, exclude)
 
-    return first_pass(
+    firsts = first_pass(
         tickets,
         task=models,
         embed=embedder.embed,
@@ -71,6 +71,8 @@ def run_first_pass(task: str, tickets: Sequence[Ticket]) -> list[FirstPass]:
         policy=resources.policy(task),
         versions={"embedder": embedder.name},
     )
+    process.trim_heap()
+    return firsts
 
 
 def _retry_later(item: Item, exc: RetryableError) -> None:

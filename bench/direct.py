@@ -1,0 +1,86 @@
+"""`direct`: the cascade's first pass called in-process on Banking77 test tickets: the ceiling.
+
+The same call the classify task makes (`worker.pipeline.run_first_pass`), on batches of the
+worker's batch size, with the same models, index and settings as the queued benches; no queue,
+no write-back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from bench.harness import TASK, Options, banking_tickets, percentiles_ms, serving_env
+
+
+def run(opts: Options) -> dict[str, Any]:
+    with _settings(serving_env(opts, "direct")):
+        from worker import resources
+        from worker.pipeline import run_first_pass
+        from worker.settings import get_settings
+
+        batch = get_settings().classify_batch
+        tickets, truth = banking_tickets(opts.tickets, "direct")
+        run_first_pass(TASK, tickets[:batch])  # loads the models; not timed
+        per_batch: list[float] = []
+        firsts: list[Any] = []
+        started = time.perf_counter()
+        for start in range(0, len(tickets), batch):
+            t0 = time.perf_counter()
+            firsts += run_first_pass(TASK, tickets[start : start + batch])
+            per_batch.append(time.perf_counter() - t0)
+        elapsed = time.perf_counter() - started
+        resources.close_all()
+    decided = [(f, label) for f, label in zip(firsts, truth, strict=True) if f.decided_by]
+    by = Counter(f.decided_by or "escalate" for f in firsts)
+    return {
+        "bench": "direct",
+        "tickets": len(tickets),
+        "tickets_per_s": round(len(tickets) / elapsed, 1),
+        **percentiles_ms(per_batch),
+        "latency_is": f"per batch of up to {batch}",
+        "decided_share": round(len(decided) / len(firsts), 3),
+        "decided_accuracy": round(sum(f.label == t for f, t in decided) / max(1, len(decided)), 3),
+        "decided_by": dict(by),
+        "classifier_ms_per_ticket": _stage_ms(firsts, "classifier"),
+        "retrieval_ms_per_ticket": _stage_ms(firsts, "retrieval"),
+    }
+
+
+def _stage_ms(firsts: list[Any], stage: str) -> float:
+    found = [float(s.latency_ms) for f in firsts for s in f.trace if s.stage == stage]
+    return round(sum(found) / max(1, len(found)), 2)
+
+
+@contextlib.contextmanager
+def _settings(env: dict[str, str]) -> Iterator[None]:
+    """Run with these environment settings in this process, then restore the old ones."""
+    old = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    _clear_caches()
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _clear_caches()
+
+
+def _clear_caches() -> None:
+    from models.settings import get_settings as model_settings
+    from producer.settings import get_settings as producer_settings
+    from worker import resources
+    from worker.settings import get_settings as worker_settings
+
+    for cached in (model_settings, producer_settings, worker_settings):
+        cached.cache_clear()
+    for loaded in (resources.task_models, resources.adapter_set, resources.embedder):
+        loaded.cache_clear()
+    resources.policy.cache_clear()
