@@ -52,6 +52,9 @@ def run_worker(
         # A child reports for work after its warm-up; Celery kills one silent for 4 s, which
         # would kill every child (and its replacement) still loading a model.
         app.conf.worker_proc_alive_timeout = WARMUP_TIMEOUT_S
+    from worker import observe
+
+    observe.install(queues, pool)  # timings, /metrics, heartbeat, log format
     argv = [
         "worker",
         f"--queues={','.join(queues)}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,7 +34,9 @@ class WorkerSettings(BaseSettings):
     #: list: more than `max_retries`, since a decided label is cheap to deliver late and costly
     #: to lose (12 tries at the default backoff span up to about 12 minutes).
     sink_max_retries: int = Field(default=12, ge=0, le=50)
+    #: First retry's backoff, seconds; each further retry doubles it, with jitter.
     retry_backoff_s: float = Field(default=1.0, gt=0)
+    #: Longest backoff between two tries, seconds; a longer Retry-After from a peer is capped to it.
     retry_backoff_max_s: float = Field(default=120.0, gt=0)
     #: How long a worker keeps trying to publish a ticket's next step while Redis is unreachable
     #: (a restart, a failover) before it gives the message back (redelivered after the
@@ -42,6 +45,7 @@ class WorkerSettings(BaseSettings):
 
     #: HMAC-SHA256 key signing callbacks (``X-Triage-Signature: t=<unix>,v1=<hex>``).
     callback_secret: SecretStr | None = None
+    #: Longest wait for a callback target's answer, seconds.
     callback_timeout_s: float = Field(default=10.0, gt=0)
     #: Write-back to ticket systems, chosen by `ticket.source`; a system without a token is
     #: skipped (recorded as ``not-configured``). GitHub: issue labels over the REST API.
@@ -60,9 +64,25 @@ class WorkerSettings(BaseSettings):
     source_label_prefix: str = Field(default="triage:", min_length=1)
     #: A label or tag a person adds to say "hands off": we never write to such a ticket.
     source_human_marker: str = Field(default="triage:human", min_length=1)
+    #: Longest wait for a ticket system's answer (GitHub, Zendesk, Jira), seconds.
     source_timeout_s: float = Field(default=10.0, gt=0)
     #: Results in the event stream before old ones are trimmed.
     events_maxlen: int = Field(default=100_000, ge=1000)
+
+    # Observability (see docs/observability.md).
+    #: Port of this worker's Prometheus exporter (/metrics); 0: none. One port per worker node:
+    #: its solo or threads pool runs every task in the one process that serves the port (prefork
+    #: children report through a multiprocess directory the worker sets up, `worker.observe`).
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    #: Address the exporter listens on; all interfaces, so Prometheus can scrape a container.
+    #: The metrics hold counts and latencies only, never ticket text.
+    metrics_host: str = "0.0.0.0"
+    #: How often a worker renews its heartbeat key in Redis (`triage status` lists the live
+    #: ones); the key expires after three missed beats, so a killed worker drops off by itself.
+    heartbeat_s: float = Field(default=10.0, gt=0, le=3600)
+    #: Worker log lines: "text" (Celery's prefix, ticket events as key=value pairs) or "json"
+    #: (one JSON object a line, ticket event fields at the top level, for a log shipper).
+    log_format: Literal["text", "json"] = "text"
 
     @model_validator(mode="after")
     def _visibility_above_limits(self) -> WorkerSettings:

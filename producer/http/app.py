@@ -69,7 +69,7 @@ def create_app(
     """Build the app; settings are read (and validated) now, so a bad one stops the start."""
     hs = settings or http_settings()
     ps = producer or producer_settings()
-    metrics = Metrics()
+    metrics = Metrics(lambda: redis_client(ps.resolved_redis_url, ps.broker_timeout_s))
     feedback_lock = threading.Lock()
     app = FastAPI(title="ticket-triage", version="1")
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -259,7 +259,9 @@ def create_app(
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4")
+        # Off the event loop: the scrape reads queue depths from Redis, which may be slow.
+        body = await asyncio.to_thread(metrics.render)
+        return Response(body, media_type="text/plain; version=0.0.4")
 
     return app
 

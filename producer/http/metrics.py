@@ -1,19 +1,30 @@
-"""Prometheus metrics of the HTTP app: requests by route and status, latency, tickets enqueued."""
+"""Prometheus metrics of the HTTP app: requests by route and status, latency, tickets enqueued,
+and the queue depths read from Redis at scrape time."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
+import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from producer.queue_stats import QueueCollector
+
 
 class Metrics:
-    """One registry per app, so several apps in one process (tests) do not collide."""
+    """One registry per app, so several apps in one process (tests) do not collide.
 
-    def __init__(self) -> None:
+    Given a way to reach Redis, it also reports the queue depths and dead letters at scrape
+    time (`producer.queue_stats`), as every worker does.
+    """
+
+    def __init__(self, connect: Callable[[], redis.Redis] | None = None) -> None:
         self.registry = CollectorRegistry()
+        if connect is not None:
+            self.registry.register(QueueCollector(connect))
         self.requests = Counter(
             "triage_http_requests", "HTTP requests", ["route", "status"], registry=self.registry
         )
