@@ -3,7 +3,8 @@
     python -m bench.naive     # `triage worker` (same pool, same queues) that also serves it
 
 `bench.classify_one` runs the classify task's own code on a batch of one ticket, so the only
-difference from the batched design is one forward pass (and one Qdrant query) per ticket.
+difference from the batched design is per ticket: one forward pass, one neighbour search and one
+write-back task (a batch's results go in one write-back task).
 Messages go on the classify queue with the same envelope `producer.enqueue_many` writes.
 """
 

@@ -12,10 +12,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import psutil  # type: ignore[import-untyped]
 
 from bench import naive
 from bench.harness import (
@@ -38,13 +41,13 @@ CHUNK = 500
 
 
 def run_e2e(opts: Options) -> dict[str, Any]:
-    with flushed_redis(opts.redis_url), worker_process(opts, "e2e"):
-        return {"bench": "e2e", **_throughput(opts, _send)}
+    with flushed_redis(opts.redis_url), worker_process(opts, "e2e") as proc:
+        return {"bench": "e2e", **_throughput(opts, _send, proc.pid)}
 
 
 def run_naive(opts: Options) -> dict[str, Any]:
-    with flushed_redis(opts.redis_url), worker_process(opts, "naive", "bench.naive", ()):
-        return {"bench": "naive", **_throughput(opts, naive.send)}
+    with flushed_redis(opts.redis_url), worker_process(opts, "naive", "bench.naive", ()) as proc:
+        return {"bench": "naive", **_throughput(opts, naive.send, proc.pid)}
 
 
 def run_single(opts: Options) -> dict[str, Any]:
@@ -86,20 +89,25 @@ def run_single(opts: Options) -> dict[str, Any]:
     }
 
 
-def _throughput(opts: Options, send: Send) -> dict[str, Any]:
+def _throughput(opts: Options, send: Send, worker_pid: int) -> dict[str, Any]:
     settings = ProducerSettings(redis_url=opts.redis_url)
     warm, _ = banking_tickets(64, "warm")
     _run(warm, "warm", settings, send)  # first batches pay for lazy imports and allocations
     tickets, truth = banking_tickets(opts.tickets, "run")
+    worker = psutil.Process(worker_pid)
+    cpu_before = _cpu_s(worker)
     started = time.perf_counter()
     results = _run(tickets, "run", settings, send)
     elapsed = time.perf_counter() - started
+    cpu_s = _cpu_s(worker) - cpu_before
     ordered = [results[t.id] for t in tickets]
     latencies = [(r.latency_ms or 0.0) / 1000.0 for r in ordered]
     labelled = [(r, t) for r, t in zip(ordered, truth, strict=True) if r.status == "labelled"]
     return {
         "tickets": len(tickets),
         "tickets_per_s": round(len(tickets) / elapsed, 1),
+        # CPU the worker spent per ticket: what the design costs, whatever else shares the cores.
+        "worker_cpu_ms_per_ticket": round(cpu_s * 1000.0 / len(tickets), 2),
         **percentiles_ms(latencies),
         "latency_is": "enqueued_at -> decided_at, all tickets enqueued at once",
         "labelled_share": round(len(labelled) / len(ordered), 3),
@@ -109,6 +117,16 @@ def _throughput(opts: Options, send: Send) -> dict[str, Any]:
         "status": dict(Counter(r.status for r in ordered)),
         **_stages(ordered),
     }
+
+
+def _cpu_s(proc: psutil.Process) -> float:
+    """User and system CPU seconds of a process and its children (a prefork pool's)."""
+    total = 0.0
+    for p in (proc, *proc.children(recursive=True)):
+        with contextlib.suppress(psutil.Error):
+            times = p.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def _stages(results: Sequence[TriageResult]) -> dict[str, Any]:

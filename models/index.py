@@ -2,6 +2,8 @@
 
 Local mode (a directory) is the embedded default; a URL points at a Qdrant server. The same code
 serves both. Point ids are uuid5 of (source, ticket id), so re-indexing a ticket replaces it.
+In local mode a batch is searched in an in-process mirror of the collection's vectors, and
+commits go through SQLite's WAL (`models.local_index` says why); a server does its own search.
 """
 
 from __future__ import annotations
@@ -14,11 +16,19 @@ from typing import Any
 
 import numpy as np
 
+from models.local_index import VectorMirror, fast_commits, load_mirror
 from producer.errors import IndexUnavailable
 from producer.schemas import Neighbour, SetBy
 
 _POINT_NAMESPACE = uuid.UUID("0b5e8f4a-62a4-4a4e-8d0e-6d2b8c9f31a7")
 SNIPPET_CHARS = 300
+#: HNSW graph of a collection: 16 links a node is Qdrant's default; a wider candidate list at
+#: build time (128, default 100) buys recall on near-duplicate tickets for a little indexing time.
+HNSW_M = 16
+HNSW_EF_CONSTRUCT = 128
+#: Payload fields given a keyword index on a server: what filtered searches and operators ask by
+#: (a label's tickets, human-confirmed ones, one source). Local mode has no payload indexes.
+PAYLOAD_INDEXES = ("label", "set_by", "source")
 
 
 @dataclass(frozen=True)
@@ -52,30 +62,43 @@ class TicketIndex:
         elif path is not None:
             path.mkdir(parents=True, exist_ok=True)
             self._client = QdrantClient(path=str(path))
+            fast_commits(self._client)
         else:
             self._client = QdrantClient(location=":memory:")
         self._known: set[str] = set()
+        self._mirrors: dict[str, VectorMirror] = {}  # local mode only, filled on first search
 
     def ensure_collection(self, task: str, dim: int) -> None:
-        from qdrant_client import models as qm
-
         name = collection_name(task)
         if name in self._known:
             return
         try:
             if not self._client.collection_exists(name):
-                # Vectors are unit length, so DOT is the cosine; local mode re-normalises the
-                # whole collection on every COSINE query (~10 ms over 10k points), DOT does not.
-                self._client.create_collection(
-                    name,
-                    vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.DOT),
-                    hnsw_config=qm.HnswConfigDiff(m=16, ef_construct=128),
-                )
-                if not self._local:  # local mode ignores payload indexes (and warns)
-                    self._client.create_payload_index(name, "label", qm.PayloadSchemaType.KEYWORD)
+                self._create(name, dim)
         except Exception as exc:  # qdrant raises several transport-specific types
             raise IndexUnavailable(f"Qdrant could not create {name}: {exc}") from exc
         self._known.add(name)
+
+    def _create(self, name: str, dim: int) -> None:
+        from qdrant_client import models as qm
+
+        try:
+            # Vectors are unit length, so DOT is the cosine; local mode re-normalises the
+            # whole collection on every COSINE query (~10 ms over 10k points), DOT does not.
+            self._client.create_collection(
+                name,
+                vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.DOT),
+                hnsw_config=qm.HnswConfigDiff(m=HNSW_M, ef_construct=HNSW_EF_CONSTRUCT),
+            )
+        except Exception:
+            # Workers share a server: another one may have created it since we looked (409).
+            if not self._client.collection_exists(name):
+                raise
+        if self._local:  # local mode has no payload indexes (it warns and ignores them)
+            fast_commits(self._client)  # the new collection's storage was opened just now
+            return
+        for field in PAYLOAD_INDEXES:  # creating an index that exists is a no-op on a server
+            self._client.create_payload_index(name, field, qm.PayloadSchemaType.KEYWORD, wait=True)
 
     def count(self, task: str) -> int:
         name = collection_name(task)
@@ -106,12 +129,14 @@ class TicketIndex:
             )
             for t, v in zip(tickets, vectors, strict=True)
         ]
+        name = collection_name(task)
         try:
-            self._client.upsert(collection_name(task), points=points, wait=True)
+            self._client.upsert(name, points=points, wait=True)
         except Exception as exc:
-            raise IndexUnavailable(
-                f"Qdrant upsert into {collection_name(task)} failed: {exc}"
-            ) from exc
+            raise IndexUnavailable(f"Qdrant upsert into {name} failed: {exc}") from exc
+        mirror = self._mirrors.get(name)
+        if mirror is not None:  # after the collection took them: it stays the source of truth
+            mirror.put([str(p.id) for p in points], vectors, [p.payload or {} for p in points])
 
     def neighbours(
         self, task: str, vectors: np.ndarray, k: int, exclude: Sequence[tuple[str, str]] = ()
@@ -121,29 +146,38 @@ class TicketIndex:
         `exclude` holds (source, ticket id) per vector: a ticket is never its own neighbour
         (it is in the index already when it is classified again after a retry or an edit).
         """
-        from qdrant_client import models as qm
-
         name = collection_name(task)
         if len(vectors) == 0:
             return []
         try:
             if name not in self._known and not self._client.collection_exists(name):
                 return [[] for _ in range(len(vectors))]
-            requests = [
-                qm.QueryRequest(query=v.tolist(), limit=k + 1, with_payload=True) for v in vectors
-            ]
-            responses = self._client.query_batch_points(name, requests=requests)
+            hits = self._search(name, vectors, k + 1)
         except Exception as exc:
             raise IndexUnavailable(f"Qdrant query on {name} failed: {exc}") from exc
         self._known.add(name)
         out: list[list[Neighbour]] = []
-        for i, response in enumerate(responses):
+        for i, found in enumerate(hits):
             own = point_id(*exclude[i]) if i < len(exclude) else None
-            found = [
-                _neighbour(p.payload or {}, p.score) for p in response.points if str(p.id) != own
-            ]
-            out.append(found[:k])
+            out.append(
+                [_neighbour(payload, score) for pid, score, payload in found if pid != own][:k]
+            )
         return out
+
+    def _search(self, name: str, vectors: np.ndarray, limit: int) -> list[list[Any]]:
+        """(point id, score, payload) of the `limit` best points per vector, best first."""
+        from qdrant_client import models as qm
+
+        if self._local:
+            mirror = self._mirrors.get(name)
+            if mirror is None:
+                mirror = self._mirrors[name] = load_mirror(self._client, name, vectors.shape[1])
+            return list(mirror.top(vectors, limit))
+        requests = [
+            qm.QueryRequest(query=v.tolist(), limit=limit, with_payload=True) for v in vectors
+        ]
+        responses = self._client.query_batch_points(name, requests=requests)
+        return [[(str(p.id), p.score, p.payload or {}) for p in r.points] for r in responses]
 
     def close(self) -> None:
         self._client.close()

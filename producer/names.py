@@ -8,6 +8,8 @@ from __future__ import annotations
 CLASSIFY_TASK = "triage.classify"
 ESCALATE_TASK = "triage.escalate"
 WRITEBACK_TASK = "triage.writeback"
+#: The results of one classify batch, written back together (workers send it; producers never).
+WRITEBACK_BATCH_TASK = "triage.writeback_batch"
 
 CLASSIFY_QUEUE = "triage.classify"
 ESCALATE_QUEUE = "triage.escalate"
@@ -19,12 +21,22 @@ ROUTES = {
     CLASSIFY_TASK: CLASSIFY_QUEUE,
     ESCALATE_TASK: ESCALATE_QUEUE,
     WRITEBACK_TASK: WRITEBACK_QUEUE,
+    WRITEBACK_BATCH_TASK: WRITEBACK_QUEUE,
 }
 
 #: Redis keys. Every key the service writes starts with this prefix.
 KEY_PREFIX = "triage"
 EVENTS_STREAM = f"{KEY_PREFIX}:events"
 DEAD_LETTER_LIST = f"{KEY_PREFIX}:dead"
+
+
+def bell_key(queue: str) -> str:
+    """A queue's doorbell: a list that gets a token with every message pushed onto the queue.
+
+    Workers block on the bells (BRPOP), never on the queues, and take messages with a script
+    that records them as unacknowledged in the same step (`worker.transport`).
+    """
+    return f"{KEY_PREFIX}:bell:{queue}"
 
 
 def result_key(task: str, source: str, ticket_id: str) -> str:

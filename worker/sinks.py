@@ -6,7 +6,8 @@ revision at the same time (a message redelivered while its first run still goes 
 classified twice) would both find a sink not done yet, so a lease lets one run at a time: the
 other retries once the lease is free, and then finds the work done. The lease expires by itself
 when its run dies; a run renews it before each sink and stops if it lost it (it was paused past
-its lease, and another run took over).
+its lease, and another run took over). `worker.batch_sinks` does the same for many tickets at
+once, with the same keys and scripts.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import redis
@@ -27,10 +28,14 @@ import redis
 from producer.errors import BrokerUnavailable, SinkUnavailable
 from producer.names import DEAD_LETTER_LIST, EVENTS_STREAM, result_key, written_key
 from producer.schemas import SetBy, Ticket, TriageResult
-from worker import resources
+from worker import events_log, resources
+from worker.metrics import timed_sink
 from worker.settings import get_settings
 from worker.sources import write_to_source
 from worker.sources.callback import post_callback
+
+if TYPE_CHECKING:
+    from models.index import TicketIndex
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +43,7 @@ WRITTEN_TTL_S = 30 * 24 * 3600
 _first_open = threading.Lock()
 
 # Never replace a label a human set: only a human result may overwrite a human one.
-_STORE_UNLESS_HUMAN = """
+STORE_UNLESS_HUMAN = """
 local cur = redis.call('GET', KEYS[1])
 if cur and ARGV[2] ~= 'human' then
   local ok, obj = pcall(cjson.decode, cur)
@@ -48,14 +53,14 @@ redis.call('SET', KEYS[1], ARGV[1])
 return 1
 """
 # Take the lease (ARGV[1]: our token) or renew it if it is ours; 0 when another run holds it.
-_TAKE_LEASE = """
+TAKE_LEASE = """
 local cur = redis.call('GET', KEYS[1])
 if cur and cur ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 # Release the lease only if it is still ours (it may have expired and been taken since).
-_RELEASE_LEASE = """
+RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
@@ -78,7 +83,7 @@ def write_back(ticket: Ticket, result: TriageResult, vector: list[float]) -> dic
         ("event", lambda: _event(r, result)),
         ("callback", lambda: post_callback(ticket, result)),
         ("source", lambda: write_to_source(ticket, result)),
-        ("index", lambda: _index(ticket, result, vector)),
+        ("index", lambda: index_one(ticket, result, vector)),
     ]
     try:
         try:
@@ -87,7 +92,7 @@ def write_back(ticket: Ticket, result: TriageResult, vector: list[float]) -> dic
                 # Asked per sink, not once: a run paused past its lease may find it done since.
                 if r.hexists(key, name):
                     continue
-                _record(r, key, name, sink())
+                record(r, key, name, timed_sink(name, sink))
             done: dict[str, str] = r.hgetall(key)  # type: ignore[assignment]
         finally:
             lease.release()
@@ -96,7 +101,7 @@ def write_back(ticket: Ticket, result: TriageResult, vector: list[float]) -> dic
     return done
 
 
-def _record(r: redis.Redis, key: str, name: str, outcome: str) -> None:
+def record(r: redis.Redis, key: str, name: str, outcome: str) -> None:
     """Record that a sink is done. Its side effect has happened: without the record a retry
     would do it again (a second callback), so a Redis blip is waited out, not given up on."""
     deadline = time.monotonic() + get_settings().publish_retry_s
@@ -122,7 +127,7 @@ class _Lease:
 
     def hold(self) -> None:
         """Take or renew the lease for another `ttl_s`; `WriteInProgress` if another run has it."""
-        if not self.r.eval(_TAKE_LEASE, 1, self.key, self.token, self.ttl_s):
+        if not self.r.eval(TAKE_LEASE, 1, self.key, self.token, self.ttl_s):
             left_ms = self.r.pttl(self.key)
             raise WriteInProgress(
                 f"{self.key} is held by another write-back run",
@@ -131,7 +136,7 @@ class _Lease:
 
     def release(self) -> None:
         try:
-            self.r.eval(_RELEASE_LEASE, 1, self.key, self.token)
+            self.r.eval(RELEASE_LEASE, 1, self.key, self.token)
         except redis.RedisError:
             log.warning("could not release %s; it expires by itself", self.key)
 
@@ -144,7 +149,7 @@ def dead_letter(task_name: str, payload: Any, reason: str) -> None:
         "payload": payload,
         "at": datetime.now(UTC).isoformat(),
     }
-    log.error("dead-lettered %s: %s", task_name, reason)
+    events_log.dead_lettered(task_name, payload, reason)
     try:
         resources.redis_conn().lpush(DEAD_LETTER_LIST, json.dumps(entry, default=str))
     except redis.RedisError as exc:
@@ -153,7 +158,7 @@ def dead_letter(task_name: str, payload: Any, reason: str) -> None:
 
 def _store(r: redis.Redis, result: TriageResult) -> str:
     stored = r.eval(
-        _STORE_UNLESS_HUMAN,
+        STORE_UNLESS_HUMAN,
         1,
         result_key(result.task, result.source, result.ticket_id),
         result.model_dump_json(),
@@ -163,7 +168,18 @@ def _store(r: redis.Redis, result: TriageResult) -> str:
 
 
 def _event(r: redis.Redis, result: TriageResult) -> str:
-    fields: dict[Any, Any] = {
+    event_id = r.xadd(
+        EVENTS_STREAM,
+        event_fields(result),
+        maxlen=get_settings().events_maxlen,
+        approximate=True,
+    )
+    return str(event_id)
+
+
+def event_fields(result: TriageResult) -> dict[Any, Any]:
+    """The fields of a result's entry on the event stream."""
+    return {
         "ticket_id": result.ticket_id,
         "source": result.source,
         "task": result.task,
@@ -174,16 +190,10 @@ def _event(r: redis.Redis, result: TriageResult) -> str:
         "confidence": f"{result.confidence:.4f}",
         "latency_ms": f"{result.latency_ms or 0.0:.1f}",
     }
-    event_id = r.xadd(
-        EVENTS_STREAM,
-        fields,
-        maxlen=get_settings().events_maxlen,
-        approximate=True,
-    )
-    return str(event_id)
 
 
-def _index(ticket: Ticket, result: TriageResult, vector: list[float]) -> str:
+def index_one(ticket: Ticket, result: TriageResult, vector: list[float]) -> str:
+    """The index sink of one ticket: upsert its label when it has one worth learning from."""
     if result.status != "labelled" or result.label is None:
         return "skipped"
     set_by: SetBy = "human" if result.decided_by == "human" else "model"
@@ -194,11 +204,15 @@ def _index(ticket: Ticket, result: TriageResult, vector: list[float]) -> str:
         vector = [float(x) for x in resources.embedder().embed([ticket.text])[0]]
     from models.index import IndexedTicket
 
-    with _first_open:  # two threads' first calls would open a local Qdrant twice (it refuses)
-        index = resources.index()
-    index.upsert(
+    open_index().upsert(
         ticket.task,
         [IndexedTicket(ticket.id, ticket.source, result.label, ticket.text, set_by)],
         np.asarray([vector], dtype=np.float32),
     )
     return "upserted"
+
+
+def open_index() -> TicketIndex:
+    """This process's index, opened once even when threads ask at the same time."""
+    with _first_open:  # two threads' first calls would open a local Qdrant twice (it refuses)
+        return resources.index()

@@ -1,7 +1,8 @@
 """The three tasks. Thin: validate the payload, call `models`, route on, choose retry or failure.
 
-classify  (batched)  first pass over many tickets ──confident──► writeback
+classify  (batched)  first pass over many tickets ──confident──► writeback_batch ──► writeback
                                                    └─unsure────► escalate ──► writeback
+(`writeback_batch` writes a batch's results at once; a ticket that fails goes on alone.)
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from models.cascade import FirstPass, give_up
 from models.cascade import escalate as escalate_one
 from models.settings import get_settings as model_settings
 from producer.errors import BrokerUnavailable, InvalidTicket, PermanentError
-from producer.names import CLASSIFY_TASK, ESCALATE_TASK, WRITEBACK_TASK
+from producer.names import CLASSIFY_TASK, ESCALATE_TASK, WRITEBACK_BATCH_TASK, WRITEBACK_TASK
 from producer.schemas import Ticket, TriageResult
-from worker import pipeline, resources
+from worker import events_log, pipeline, resources
 from worker.app import app
+from worker.batch_sinks import as_payload, write_back_many
 from worker.redelivery import RedeliveringBatches
-from worker.retry import retry_later
+from worker.retry import backoff_s, retry_later
 from worker.settings import get_settings, soft_limit_s
 from worker.sinks import dead_letter, write_back
 
@@ -61,15 +63,19 @@ def classify(requests: list[SimpleRequest]) -> list[str]:
         ids[ticket.task].append(req.id)
     for task, items in by_task.items():
         try:
+            decided: list[tuple[FirstPass, TriageResult]] = []
             for first, kwargs in pipeline.first_pass_isolating(task, items):
                 enqueued_at = kwargs.get("enqueued_at")
                 if first.needs_escalation:
                     escalate.apply_async(
                         kwargs={"first": first.model_dump(mode="json"), "enqueued_at": enqueued_at}
                     )
+                    events_log.classified(first, None)
                 else:
-                    result = first.result(enqueued_at=enqueued_at)
-                    _send_writeback(first.ticket, result, first.vector)
+                    decided.append((first, first.result(enqueued_at=enqueued_at)))
+            _send_writebacks([(f.ticket, result, f.vector) for f, result in decided])
+            for first, result in decided:
+                events_log.classified(first, result)
         except Exception:  # the broker is gone: the write-back dedupes what was already sent
             log.exception("could not route %d %s tickets on; they come back", len(items), task)
             unfinished.extend(ids[task])
@@ -111,6 +117,7 @@ def escalate(self: Task, first: dict[str, Any], enqueued_at: str | None = None) 
         else:
             raise retry_later(self, exc) from exc
     _send_writeback(fp.ticket, result, fp.vector)
+    events_log.escalated(fp, result)
 
 
 @app.task(
@@ -143,24 +150,61 @@ def writeback(
             )
             return
         raise retry_later(self, exc) from exc
-    log.info(
-        "ticket %s/%s %s label=%s by=%s conf=%.3f latency_ms=%.1f sinks=%s",
-        t.source,
-        t.id,
-        r.status,
-        r.label,
-        r.decided_by,
-        r.confidence,
-        r.latency_ms or -1.0,
-        done,
-    )
+    events_log.written_back(t, r, done)
+
+
+@app.task(
+    bind=True,
+    name=WRITEBACK_BATCH_TASK,
+    acks_late=True,
+    max_retries=_ws.sink_max_retries,
+    soft_time_limit=soft_limit_s(_ws.writeback_time_limit_s),
+    time_limit=_ws.writeback_time_limit_s,
+)
+def writeback_batch(self: Task, items: list[dict[str, Any]]) -> None:
+    # One task, one round trip per step and one index upsert for a classify batch's results; a
+    # ticket that fails goes on alone (`writeback`: its backoff, then the dead-letter list).
+    parsed: list[tuple[Ticket, TriageResult, list[float]]] = []
+    for item in items:
+        try:
+            t, r = Ticket.parse(item.get("ticket")), TriageResult.model_validate(item.get("result"))
+            parsed.append((t, r, list(item.get("vector") or [])))
+        except (InvalidTicket, ValueError, AttributeError) as exc:
+            dead_letter(WRITEBACK_TASK, item, str(exc))
+    try:
+        outcomes = write_back_many(parsed)
+    except Exception as exc:  # Redis unreachable, or unforeseen: the whole batch again, then stop
+        if self.request.retries >= self.max_retries:
+            for t, r, _ in parsed:
+                reason = f"gave up after {self.request.retries + 1} tries: {exc!r}"
+                dead_letter(WRITEBACK_TASK, _written(t, r), reason)
+            return
+        raise retry_later(self, exc) from exc
+    try:
+        for (t, r, vector), outcome in zip(parsed, outcomes, strict=True):
+            if isinstance(outcome, PermanentError):
+                dead_letter(WRITEBACK_TASK, _written(t, r), str(outcome))
+            elif isinstance(outcome, Exception):  # this try counted: the next one is the 2nd
+                again = as_payload(t, r, vector)
+                writeback.apply_async(kwargs=again, retries=1, countdown=backoff_s(0, outcome))
+            else:
+                events_log.written_back(t, r, outcome)
+    except Exception as exc:  # Redis went away: the batch comes back, and finds its work done
+        raise retry_later(self, exc) from exc
+
+
+def _send_writebacks(decided: list[tuple[Ticket, TriageResult, list[float]]]) -> None:
+    """One message for a batch's results; a lone result goes as itself (`naive`, `single`)."""
+    if len(decided) == 1:
+        _send_writeback(*decided[0])
+    elif decided:
+        writeback_batch.apply_async(kwargs={"items": [as_payload(*d) for d in decided]})
 
 
 def _send_writeback(ticket: Ticket, result: TriageResult, vector: list[float]) -> None:
-    writeback.apply_async(
-        kwargs={
-            "ticket": ticket.model_dump(mode="json"),
-            "result": result.model_dump(mode="json"),
-            "vector": vector,
-        }
-    )
+    writeback.apply_async(kwargs=as_payload(ticket, result, vector))
+
+
+def _written(ticket: Ticket, result: TriageResult) -> dict[str, Any]:
+    """A dead-lettered write-back as `writeback`'s payload, so it can be replayed as one."""
+    return {"ticket": ticket.model_dump(mode="json"), "result": result.model_dump(mode="json")}
