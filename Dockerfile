@@ -15,5 +15,7 @@ RUN pip install --no-cache-dir -e .
 RUN useradd --create-home triage && mkdir -p /data && chown triage /data
 USER triage
 VOLUME ["/data"]
+# `triage serve` (the api service); workers listen on nothing.
+EXPOSE 8000
 ENTRYPOINT ["triage"]
 CMD ["--help"]

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.data import examples_dir
@@ -47,6 +47,7 @@ class ModelSettings(BaseSettings):
     embedder: str = PACKAGED_MINILM
     #: Qdrant server URL; unset: local mode under ``<data_dir>/qdrant``.
     qdrant_url: str | None = None
+    #: API key of the Qdrant server (Qdrant Cloud or a server started with one).
     qdrant_api_key: SecretStr | None = None
     #: Neighbours fetched per ticket.
     neighbours: int = Field(default=10, ge=1, le=100)
@@ -67,10 +68,15 @@ class ModelSettings(BaseSettings):
 
     #: Frontier wire format: ``openai`` (also vLLM, Ollama...), ``anthropic``, or ``none``.
     frontier_provider: Literal["openai", "anthropic", "none"] = "none"
+    #: Base URL of the frontier API; unset: the provider's own (a vLLM or Ollama server here).
     frontier_url: str | None = None
+    #: API key of the frontier provider (a local server may take none).
     frontier_api_key: SecretStr | None = None
+    #: Model name sent to the frontier API.
     frontier_model: str = "gpt-4o-mini"
+    #: Longest wait for one frontier answer, seconds.
     frontier_timeout_s: float = Field(default=30.0, gt=0)
+    #: Retries of a frontier call on 429, 5xx and timeouts, within one escalation.
     frontier_max_retries: int = Field(default=3, ge=0, le=10)
     #: First retry waits about this long (with jitter); each further retry doubles it.
     frontier_backoff_s: float = Field(default=0.5, ge=0)
@@ -86,6 +92,12 @@ class ModelSettings(BaseSettings):
     #: What an hour of the model machine costs (a GPU in production, the CPU in the demo), in US
     #: dollars: `triage eval` prices classifier and embedder time with it, and training too.
     gpu_usd_per_hour: float = Field(default=2.0, ge=0)
+
+    @field_validator("frontier_api_key", "qdrant_api_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker-compose's `${VAR:-}` passes an unset key as "": that is no key, not a key.
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _frontier_complete(self) -> ModelSettings:

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from models.classifier import (
     predict_logits,
 )
 from models.data import LabelledText, write_labelled
+from models.drift import confidence_histogram
 from models.settings import PACKAGED_MINILM
 from producer.labelset import LabelSet
 
@@ -242,6 +244,12 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> Tr
         "config": config.to_dict(),
         "git_revision": _git_revision(),
         "metrics": report,
+        # What `triage drift` compares recent traffic with: the training label mix and the
+        # calibrated top confidence on the held-out split (a histogram over [0, 1]).
+        "label_distribution": dict(Counter(ex.label for ex in train_set)),
+        "heldout_confidence": confidence_histogram(
+            calibration.softmax(fit.eval_logits / temperature).max(axis=1)
+        ),
         "train_time_s": report["train_time_s"],
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

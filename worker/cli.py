@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from producer.names import QUEUES
-from worker import model_cli
+from worker import dead_letter_cli, drift_cli, model_cli, status_cli
 
 _QUEUE_ALIASES = {q.removeprefix("triage."): q for q in QUEUES}
 
@@ -367,8 +367,16 @@ def _parse_json_input(text: str) -> list[Any]:
     return data if isinstance(data, list) else [data]
 
 
-# The model lifecycle (train, tune, eval) lives in its own module; registered here.
-for _command in (model_cli.train, model_cli.tune, model_cli.evaluate):
+# The model lifecycle (train, tune, eval) and the operations on a running stack (status,
+# dead-letter list, drift) live in their own modules; registered here.
+for _command in (
+    model_cli.train,
+    model_cli.tune,
+    model_cli.evaluate,
+    status_cli.status,
+    dead_letter_cli.dead_letter,
+    drift_cli.drift,
+):
     main.add_command(_command)
 
 

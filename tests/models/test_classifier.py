@@ -63,6 +63,10 @@ def test_adapter_dir_holds_only_the_adapter(adapter):
     assert meta["head"] == "mean_pool"
     assert meta["config"]["train_examples"] == N_LABELS * PER_LABEL
     assert set(meta["metrics"]) >= {"eval_accuracy", "ece_before", "ece_after", "temperature"}
+    # What `triage drift` compares traffic with: every training label and held-out ticket counted.
+    assert sum(meta["label_distribution"].values()) == meta["metrics"]["train_examples"]
+    assert len(meta["label_distribution"]) == N_LABELS
+    assert sum(meta["heldout_confidence"]) == meta["metrics"]["eval_examples"]
     assert not [p for p in adapter.parent.iterdir() if p.name.startswith(".")]  # no temp dirs
 
 

@@ -75,3 +75,18 @@ def test_http_app_and_backfill_stay_light() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert plain.stdout.strip() == "False"
+
+
+def test_the_command_line_loads_heavy_parts_only_when_a_command_runs() -> None:
+    # `triage status`, `triage enqueue`, `--help`: every command's module is imported up front.
+    code = (
+        "import sys, json, worker.cli\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    loaded = set(json.loads(out.stdout))
+    assert loaded.isdisjoint({"torch", "transformers", "fastapi", "qdrant_client"}), sorted(
+        loaded & {"torch", "transformers", "fastapi", "qdrant_client"}
+    )

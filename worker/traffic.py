@@ -1,0 +1,139 @@
+"""Recent traffic of one label task, read back for `triage drift`.
+
+The write-back appends one event per result to the stream (`triage:events`, newest last); the
+result store keeps each ticket's latest `TriageResult` with its trace, where the classifier's own
+label and calibrated confidence are (the event carries the final ones, and a frontier's or a
+human's label says nothing about the classifier). Human labels come from the feedback file and
+from the human results in the stream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from models.drift import Traffic, confidence_histogram
+from producer.errors import BrokerUnavailable
+from producer.names import EVENTS_STREAM, result_key
+from producer.schemas import TriageResult
+
+_PAGE = 1000
+_FIRST_PASS = {"classifier", "retrieval"}
+
+
+@dataclass(frozen=True)
+class _Seen:
+    source: str
+    ticket_id: str
+    label: str
+    confidence: float
+    decided_by: str
+    status: str
+
+
+def recent_traffic(
+    client: redis.Redis, task: str, *, limit: int, feedback_path: Path | None
+) -> Traffic:
+    """The last `limit` model results of `task` in the event stream, with human corrections."""
+    try:
+        model, human = _read_events(client, task, limit)
+        classifier = _classifier_view(client, task, model)
+    except redis.RedisError as exc:
+        raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
+    if feedback_path is not None:
+        human.update(_feedback(feedback_path, task))
+    labels: Counter[str] = Counter()
+    confidences = []
+    for seen in model:
+        label, confidence = classifier.get(
+            (seen.source, seen.ticket_id), (seen.label, seen.confidence)
+        )
+        if label:
+            labels[label] += 1
+        confidences.append(confidence)
+    model_label = {(s.source, s.ticket_id): s.label for s in model if s.status == "labelled"}
+    reviewed = [key for key in human if key in model_label]
+    return Traffic(
+        tickets=len(model),
+        labels=dict(labels),
+        confidence=confidence_histogram(confidences),
+        escalated=sum(s.decided_by not in _FIRST_PASS for s in model),
+        needs_review=sum(s.status == "needs_review" for s in model),
+        reviewed=len(reviewed),
+        corrected=sum(human[key] != model_label[key] for key in reviewed),
+    )
+
+
+def _read_events(
+    client: redis.Redis, task: str, limit: int
+) -> tuple[list[_Seen], dict[tuple[str, str], str]]:
+    """Model results (newest first) and human labels by (source, ticket id), from the stream."""
+    model: list[_Seen] = []
+    human: dict[tuple[str, str], str] = {}
+    newest_seen = "+"
+    while len(model) < limit:
+        # The producer's client decodes responses: ids and fields are str.
+        page: list[tuple[str, dict[str, str]]] = client.xrevrange(  # type: ignore[assignment]
+            EVENTS_STREAM, max=newest_seen, count=_PAGE
+        )
+        if newest_seen != "+":
+            page = page[1:]  # the range is inclusive: the first entry was read already
+        if not page:
+            break
+        for _event_id, fields in page:
+            if fields.get("task") != task:
+                continue
+            key = (fields.get("source", ""), fields.get("ticket_id", ""))
+            if fields.get("decided_by") == "human":
+                human.setdefault(key, fields.get("label", ""))  # the newest human label wins
+            elif len(model) < limit:
+                model.append(
+                    _Seen(
+                        source=key[0],
+                        ticket_id=key[1],
+                        label=fields.get("label", ""),
+                        confidence=float(fields.get("confidence") or 0.0),
+                        decided_by=fields.get("decided_by", ""),
+                        status=fields.get("status", ""),
+                    )
+                )
+        newest_seen = page[-1][0]
+    return model, human
+
+
+def _classifier_view(
+    client: redis.Redis, task: str, seen: list[_Seen]
+) -> dict[tuple[str, str], tuple[str, float]]:
+    """The classifier stage's (label, confidence) per ticket, from the stored results' traces."""
+    out: dict[tuple[str, str], tuple[str, float]] = {}
+    for start in range(0, len(seen), _PAGE):
+        chunk = seen[start : start + _PAGE]
+        raws = client.mget([result_key(task, s.source, s.ticket_id) for s in chunk])
+        for s, raw in zip(chunk, raws, strict=True):
+            if raw is None:
+                continue  # expired or never stored: the event's own figures stand in
+            result = TriageResult.model_validate_json(raw)
+            for stage in result.trace:
+                if stage.stage == "classifier" and stage.label:
+                    out[(s.source, s.ticket_id)] = (stage.label, stage.confidence)
+    return out
+
+
+def _feedback(path: Path, task: str) -> dict[tuple[str, str], str]:
+    """Human labels from the feedback file (JSON lines appended by the HTTP app); last wins."""
+    if not path.is_file():
+        return {}
+    out: dict[tuple[str, str], str] = {}
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash mid-append
+            if isinstance(row, dict) and row.get("task", "category") == task and row.get("label"):
+                out[(str(row.get("source", "api")), str(row.get("ticket_id")))] = str(row["label"])
+    return out
