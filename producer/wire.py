@@ -5,7 +5,9 @@ after the queue. We build those envelopes ourselves and push them with one Lua s
 per message, ``SET key NX`` claims the ticket revision and ``LPUSH`` queues it in the same atomic
 step. That is one round trip for a whole chunk, and no window in which a revision is claimed but
 not queued (kombu's publish needed a claim, a publish and a confirm: three round trips, and
-~2 ms of Python per call; the webhook and the backfill are bound by this path).
+~2 ms of Python per call; the webhook and the backfill are bound by this path). Each message
+queued also puts a token on the queue's bell (`producer.names.bell_key`), in the same step, so a
+worker waiting on the bell wakes at once (`worker.transport`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ import redis
 import redis.asyncio as aioredis
 
 from producer.errors import QueueFull
+from producer.names import bell_key
 
-# KEYS[1]: the queue; KEYS[2]: a gate key or ""; KEYS[3..n+2]: per message, its dedupe key or "".
+# KEYS[1]: the queue; KEYS[2]: its bell; KEYS[3]: a gate key or ""; KEYS[4..n+3]: per message, its
+# dedupe key or "".
 # ARGV[1]: dedupe ttl (s); ARGV[2]: "1" to send even when a dedupe key exists; ARGV[3]: gate ttl;
 # ARGV[4]: most messages the queue may hold (0: no cap); ARGV[5..]: the messages. Returns -1 when
 # the gate key was already set (nothing queued), else per message 1 (queued) or 0 (a duplicate,
@@ -38,11 +42,11 @@ if cap > 0 then
     return redis.error_reply('QUEUEFULL ' .. depth)
   end
 end
-if KEYS[2] ~= '' and not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then
+if KEYS[3] ~= '' and not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then
   return -1
 end
 for i = 5, #ARGV do
-  local key = KEYS[i - 2]
+  local key = KEYS[i - 1]
   local fresh = true
   if key ~= '' then
     if force then
@@ -53,6 +57,7 @@ for i = 5, #ARGV do
   end
   if fresh then
     redis.call('LPUSH', KEYS[1], ARGV[i])
+    redis.call('LPUSH', KEYS[2], '1')
     out[#out + 1] = 1
   else
     out[#out + 1] = 0
@@ -165,7 +170,7 @@ def _script_input(
     gate: Gate | None,
     max_depth: int,
 ) -> tuple[list[str], list[Any]]:
-    keys = [queue, gate.key if gate else "", *(m.dedupe_key for m in messages)]
+    keys = [queue, bell_key(queue), gate.key if gate else "", *(m.dedupe_key for m in messages)]
     args: list[Any] = [ttl_s, "1" if force else "0", gate.ttl_s if gate else 0, max_depth]
     args += [envelope(task_name, queue, m) for m in messages]
     return keys, args

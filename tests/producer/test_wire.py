@@ -12,7 +12,7 @@ from kombu.transport.redis import loads as kombu_loads
 
 from producer import Ticket, wire
 from producer.client import _TASK_ID_NAMESPACE, task_id_for
-from producer.names import CLASSIFY_QUEUE, CLASSIFY_TASK
+from producer.names import CLASSIFY_QUEUE, CLASSIFY_TASK, bell_key
 
 
 @pytest.mark.parametrize("ticket_id", ["1", "acme/repo#7", 'quo"te\\slash', "é ü 漢字"])
@@ -42,6 +42,8 @@ def test_push_claims_and_queues_atomically(rdb: redis.Redis) -> None:
     # Keys 0,1,2 are new; the 4th and 5th messages reuse keys 0 and 1 within the same call.
     assert queued == [True, True, True, False, False]
     assert rdb.llen(CLASSIFY_QUEUE) == 3
+    # The doorbell workers wait on: a token per message queued, none for a duplicate.
+    assert rdb.llen(bell_key(CLASSIFY_QUEUE)) == 3
     assert 0 < rdb.ttl("triage:test:0") <= 60
     again = wire.push(rdb, CLASSIFY_TASK, CLASSIFY_QUEUE, messages[:1], ttl_s=60, force=True)
     assert again == [True] and rdb.llen(CLASSIFY_QUEUE) == 4
@@ -65,4 +67,5 @@ def test_a_closed_gate_queues_nothing(rdb: redis.Redis) -> None:
     with pytest.raises(wire.GateClosed):
         wire.push(rdb, CLASSIFY_TASK, CLASSIFY_QUEUE, other, ttl_s=60, gate=gate)
     assert rdb.llen(CLASSIFY_QUEUE) == 1 and not rdb.exists("triage:test:b")
+    assert rdb.llen(bell_key(CLASSIFY_QUEUE)) == 1
     assert 0 < rdb.ttl(gate.key) <= 30

@@ -93,12 +93,8 @@ TOP_UP_TO = 300
 KILLS = 10
 
 
-# kombu's Redis transport takes a message with BRPOP and records it as unacked in a second
-# command: a worker killed between the two loses that one message (seen once in ~5 runs on a
-# loaded 2-core machine: 1 of 200 lost). Closing it needs an atomic pop-and-record (BLMOVE into
-# a per-worker list, or a reaper that re-sends enqueued tickets with no result); until then this
-# test runs and asserts in full, but a loss here is a known, documented gap, not a surprise.
-@pytest.mark.xfail(reason="kombu Redis transport: BRPOP -> unacked is not atomic", strict=False)
+# With kombu's own transport a worker killed between its BRPOP and its unacked record lost that
+# message (1 of 200, in ~1 run of 5); `worker.transport` pops and records in one script.
 def test_kill_9_the_whole_worker(fleet: Fleet) -> None:
     """2. kill -9 the whole worker with tickets in flight; a new worker finishes them."""
     fleet.start("escalate,writeback")
@@ -163,9 +159,8 @@ def test_sigterm_requeues_what_is_unfinished(fleet: Fleet) -> None:
     assert not tally.lost and tally.duplicates == 0, tally
 
 
-# The same kombu gap (see test 2): a worker that has popped a message when Redis dies cannot
-# record it as unacked, and drops it (1 of 200 lost in one CI run in ~5).
-@pytest.mark.xfail(reason="kombu Redis transport: BRPOP -> unacked is not atomic", strict=False)
+# The same gap (see test 2) when Redis died between a worker's BRPOP and its record: closed by
+# the same script.
 def test_redis_restarted_mid_run(fleet: Fleet) -> None:
     """4. Redis killed and restarted (AOF on) mid-run: the workers reconnect by themselves."""
     fleet.start("escalate,writeback")

@@ -1,10 +1,10 @@
-"""Quarantine foreign items on a queue instead of crashing the worker.
+"""Quarantine a queue item that is not a message envelope instead of crashing the worker.
 
-kombu's Redis transport decodes each popped list item as a JSON envelope and lets a decode error
-escape its event loop, which stops the whole worker ("Unrecoverable error"). One stray LPUSH onto
-a queue (by hand, or by another app) would take every worker down in turn. We wrap the
-transport's `loads`: an undecodable item is copied to the dead-letter list with why, and handed
-on as an envelope of a content type Celery refuses, so Celery logs it and acks it.
+kombu's Redis transport lets a decode error escape its event loop, which stops the whole worker
+("Unrecoverable error"): one stray LPUSH onto a queue (by hand, or by another app) would take
+every worker down in turn. Our channel decodes with `decode_or_quarantine`: an undecodable item
+is copied to the dead-letter list with why, and handed on as an envelope of a content type Celery
+refuses, so Celery logs it and acks it.
 """
 
 from __future__ import annotations
@@ -22,23 +22,21 @@ log = logging.getLogger(__name__)
 UNDECODABLE = "application/x-triage-undecodable"
 
 
-def install() -> None:
-    """Idempotent; called when the worker's Celery app is made."""
+def decode_or_quarantine(raw: bytes, delivery_tag: str = "") -> dict[str, Any]:
+    """The envelope in `raw`, or (not JSON) a refusable stand-in after dead-lettering `raw`.
+
+    `delivery_tag` is the tag the pop script recorded the item under, if it did: the stand-in
+    carries it, so Celery's ack of the stand-in also clears that record.
+    """
     from kombu.transport import redis as kombu_redis
+    from kombu.utils.encoding import bytes_to_str
 
-    if getattr(kombu_redis.loads, "_triage_guard", False):
-        return
-    original = kombu_redis.loads
-
-    def loads_or_quarantine(s: Any) -> Any:
-        try:
-            return original(s)
-        except ValueError as exc:
-            _quarantine(s, exc)
-            return _undecodable_envelope(s)
-
-    loads_or_quarantine._triage_guard = True  # type: ignore[attr-defined]
-    kombu_redis.loads = loads_or_quarantine
+    try:
+        payload: dict[str, Any] = kombu_redis.loads(bytes_to_str(raw))
+    except ValueError as exc:
+        _quarantine(raw, exc)
+        return _undecodable_envelope(raw, delivery_tag or str(uuid.uuid4()))
+    return payload
 
 
 def _quarantine(raw: Any, exc: Exception) -> None:
@@ -58,7 +56,7 @@ def _quarantine(raw: Any, exc: Exception) -> None:
         log.exception("could not dead-letter the undecodable item")
 
 
-def _undecodable_envelope(raw: Any) -> dict[str, Any]:
+def _undecodable_envelope(raw: Any, delivery_tag: str) -> dict[str, Any]:
     data = raw if isinstance(raw, bytes) else str(raw).encode()
     return {
         "body": base64.b64encode(data).decode(),
@@ -66,7 +64,7 @@ def _undecodable_envelope(raw: Any) -> dict[str, Any]:
         "content-type": UNDECODABLE,
         "headers": {},
         "properties": {
-            "delivery_tag": str(uuid.uuid4()),
+            "delivery_tag": delivery_tag,
             "body_encoding": "base64",
             "delivery_info": {"exchange": "", "routing_key": ""},
         },
