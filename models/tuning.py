@@ -24,6 +24,9 @@ from models.data import LabelledText
 from models.evaluation import NEVER
 from producer.schemas import Ticket
 
+#: Source of the tuning tickets (`tuning_ticket`).
+TUNE_SOURCE = "tune"
+
 
 @dataclass(frozen=True)
 class TuneTarget:
@@ -109,7 +112,7 @@ def tune(
     target: TuneTarget,
 ) -> TuneReport:
     """The policy for `target` on `examples` (held out from training)."""
-    tickets = [Ticket(id=f"tune-{i}", source="tune", body=ex.text) for i, ex in enumerate(examples)]
+    tickets = [tuning_ticket(i, ex.text) for i, ex in enumerate(examples)]
     truth = np.array([ex.label for ex in examples])
     rng = np.random.default_rng(target.seed)
     folds = rng.permutation(len(examples)) % target.folds
@@ -164,6 +167,12 @@ def tune(
         ),
         candidates=candidates,
     )
+
+
+def tuning_ticket(i: int, text: str) -> Ticket:
+    """The `i`-th tuning ticket. An index that holds it under this (source, id) never returns it
+    as its own neighbour, so tuning can search an index of every labelled ticket."""
+    return Ticket(id=f"tune-{i}", source=TUNE_SOURCE, body=text)
 
 
 def record(

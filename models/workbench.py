@@ -35,7 +35,7 @@ from models.index import SNIPPET_CHARS, IndexedTicket, TicketIndex
 from models.report import Report
 from models.settings import ModelSettings
 from models.training import HELDOUT_FILE
-from models.tuning import TuneReport, TuneTarget, tune
+from models.tuning import TuneReport, TuneTarget, tune, tuning_ticket
 from producer.errors import ModelError
 from producer.labelset import LabelSet
 from producer.schemas import Neighbour, Ticket
@@ -61,9 +61,16 @@ def load(
     settings: ModelSettings,
     index_data: Sequence[LabelledText] | None,
     *,
-    exclude_texts: Sequence[str] = (),
+    tuning: Sequence[LabelledText] = (),
 ) -> Loaded:
-    """The adapter, embedder, index and policy; the index from `index_data` when given."""
+    """The adapter, embedder, index and policy; the index from `index_data` when given.
+
+    `tuning` tickets are indexed under their tuning ids (`tuning_ticket`), each in place of its
+    copy in `index_data`: a tuning ticket's search leaves itself out and sees every other
+    labelled ticket, as a served ticket sees the whole index. (Left out of the index, the vote
+    was weaker in tuning than in serving, and thresholds tuned on it let more through when
+    served: on Banking77, 77.5% coverage tuned, 79.3% at a lower precision on the test set.)
+    """
     clf = Classifier.load(
         adapter_dir,
         device=settings.device,
@@ -74,17 +81,24 @@ def load(
     task = clf.labels.task
     if index_data is not None:
         index = TicketIndex()  # in memory: this run only
-        skip = set(exclude_texts)
-        rows = [r for r in index_data if r.text not in skip]
+        skip = {ex.text for ex in tuning}
+        rows = [
+            IndexedTicket(f"row-{i}", "index-data", r.label, r.text, "human")
+            for i, r in enumerate(index_data)
+            if r.text not in skip
+        ]
+        rows += [
+            IndexedTicket(t.id, t.source, ex.label, ex.text, "human")
+            for t, ex in ((tuning_ticket(i, ex.text), ex) for i, ex in enumerate(tuning))
+        ]
         for start in range(0, len(rows), 512):
             chunk = rows[start : start + 512]
-            tickets = [
-                IndexedTicket(f"row-{start + i}", "index-data", r.label, r.text, "human")
-                for i, r in enumerate(chunk)
-            ]
-            index.upsert(task, tickets, embedder.embed([r.text for r in chunk]))
+            index.upsert(task, chunk, embedder.embed([r.text for r in chunk]))
         log.info(
-            "indexed %d labelled tickets (%d held out)", len(rows), len(index_data) - len(rows)
+            "indexed %d labelled tickets (%d of them tuning tickets, each left out of its own "
+            "search)",
+            len(rows),
+            len(tuning),
         )
     else:  # the worker's own index (local mode: the worker must not be running)
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
@@ -122,7 +136,7 @@ def run_tune(
             )
         held_out = read_labelled(path)
     with ExitStack() as stack:
-        m = load(adapter_dir, settings, index_data, exclude_texts=[ex.text for ex in held_out])
+        m = load(adapter_dir, settings, index_data, tuning=held_out)
         stack.callback(m.index.close)
         models = TaskModels(
             labels=m.classifier.labels,

@@ -89,6 +89,26 @@ def test_tune_writes_the_policy_the_worker_reads(adapter, files):
     assert set(body["tuning"]["calibration"]) >= {"ece_raw", "ece_temperature", "ece_isotonic_cv"}
 
 
+def test_tuning_searches_every_labelled_ticket_but_its_own(adapter, files):
+    from models.settings import ModelSettings
+    from models.tuning import tuning_ticket
+    from models.workbench import load
+
+    held = read_labelled(adapter / HELDOUT_FILE)
+    rows = read_labelled(files["train"])  # holds the held-out rows too, as a train file does
+    m = load(adapter, ModelSettings(), rows, tuning=held)
+    try:
+        assert m.index.count("category") == len(rows)  # as the served index: every ticket
+        ticket = tuning_ticket(0, held[0].text)
+        vector = m.embedder.embed([ticket.text])
+        own = m.search(vector, 5, [(ticket.source, ticket.id)])[0]
+        assert own and all(n.ticket_id != ticket.id for n in own)
+        others = m.search(vector, 5, [("elsewhere", "x")])[0]
+        assert others[0].ticket_id == ticket.id  # it is indexed: only its own search skips it
+    finally:
+        m.index.close()
+
+
 def test_eval_scores_every_configuration_with_a_local_frontier(
     adapter, files, tmp_path, monkeypatch
 ):
