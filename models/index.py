@@ -9,6 +9,7 @@ commits go through SQLite's WAL (`models.local_index` says why); a server does i
 from __future__ import annotations
 
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +132,11 @@ class TicketIndex:
         ]
         name = collection_name(task)
         try:
-            self._client.upsert(name, points=points, wait=True)
+            with warnings.catch_warnings():
+                # Local mode warns past 20,000 points about its own search, which we do not use
+                # (the float32 mirror searches instead); every upsert would repeat it.
+                warnings.filterwarnings("ignore", "Local mode is not recommended", UserWarning)
+                self._client.upsert(name, points=points, wait=True)
         except Exception as exc:
             raise IndexUnavailable(f"Qdrant upsert into {name} failed: {exc}") from exc
         mirror = self._mirrors.get(name)

@@ -76,3 +76,17 @@ def test_local_storage_commits_through_the_wal(tmp_path: Path) -> None:
     (db,) = (tmp_path / "q").rglob("storage.sqlite")
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_large_local_collection_takes_upserts_without_warnings() -> None:
+    # Local mode warns past 20,000 points about its own search; ours goes through the mirror,
+    # and pytest turns warnings into errors, so a repeated warning would fail here.
+    index = TicketIndex()
+    rng = np.random.default_rng(0)
+    n = 20_050
+    vectors = rng.normal(size=(n, 4)).astype(np.float32)
+    tickets = [IndexedTicket(str(i), "big", "a", "t", "human") for i in range(n)]
+    for start in range(0, n, 5_000):
+        index.upsert("category", tickets[start : start + 5_000], vectors[start : start + 5_000])
+    assert index.count("category") == n
+    index.close()
