@@ -95,10 +95,9 @@ def load(
             chunk = rows[start : start + 512]
             index.upsert(task, chunk, embedder.embed([r.text for r in chunk]))
         log.info(
-            "indexed %d labelled tickets (%d of them tuning tickets, each left out of its own "
-            "search)",
+            "indexed %d labelled tickets%s",
             len(rows),
-            len(tuning),
+            f" ({len(tuning)} tuning tickets each left out of its own search)" if tuning else "",
         )
     else:  # the worker's own index (local mode: the worker must not be running)
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
