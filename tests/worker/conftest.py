@@ -154,3 +154,20 @@ def start_worker(tiny_task: TinyTask, redis_url: str, tmp_path: Path) -> Iterato
         worker.stop()
         if os.environ.get("TRIAGE_TEST_SHOW_WORKER_LOG"):
             print(worker.output())
+
+
+@pytest.fixture
+def worker_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """In-process worker code with settings read afresh and a local Qdrant of this test's own
+    (the data dir); this process's resources are closed after. Set variables before use."""
+    from models import settings as model_settings
+    from worker import resources
+    from worker import settings as worker_settings
+
+    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
+    worker_settings.get_settings.cache_clear()
+    model_settings.get_settings.cache_clear()
+    yield tmp_path
+    resources.close_all()
+    worker_settings.get_settings.cache_clear()
+    model_settings.get_settings.cache_clear()

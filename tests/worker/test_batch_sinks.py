@@ -17,18 +17,9 @@ from worker.sinks import WriteInProgress, write_back
 
 
 @pytest.fixture(autouse=True)
-def callback_secret(monkeypatch: pytest.MonkeyPatch, tmp_path):
-    from models import settings as model_settings
-    from worker import resources
-
+def callback_secret(worker_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Human labels reach the index: `worker_env` gives each test a local Qdrant of its own.
     monkeypatch.setenv("TRIAGE_CALLBACK_SECRET", "s3cret")
-    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))  # a local Qdrant of this test's own
-    worker_settings.get_settings.cache_clear()
-    model_settings.get_settings.cache_clear()
-    yield
-    resources.close_all()
-    worker_settings.get_settings.cache_clear()
-    model_settings.get_settings.cache_clear()
 
 
 def _vector(i: int) -> list[float]:

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from models.drift import confidence_histogram, psi, total_variation
 from producer import Ticket
 from producer.schemas import StageTrace, TriageResult
-from worker import settings as worker_settings
 from worker.cli import main
 from worker.sinks import write_back
 
@@ -25,18 +24,8 @@ UNSURE = [0.5]
 
 
 @pytest.fixture(autouse=True)
-def worker_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    from models import settings as model_settings
-    from worker import resources
-
-    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("TRIAGE_FEEDBACK_PATH", str(tmp_path / "feedback.jsonl"))
-    worker_settings.get_settings.cache_clear()
-    model_settings.get_settings.cache_clear()
-    yield
-    resources.close_all()
-    worker_settings.get_settings.cache_clear()
-    model_settings.get_settings.cache_clear()
+def feedback_file(worker_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIAGE_FEEDBACK_PATH", str(worker_env / "feedback.jsonl"))
 
 
 @pytest.fixture

@@ -10,24 +10,13 @@ from producer.errors import SinkRejected, SinkUnavailable
 from producer.names import EVENTS_STREAM
 from tests.factories import result_for
 from tests.receivers import CallbackReceiver
-from worker import settings as worker_settings
 from worker.sinks import write_back
 
 
 @pytest.fixture(autouse=True)
-def callback_secret(monkeypatch: pytest.MonkeyPatch, tmp_path):
-    from models import settings as model_settings
-    from worker import resources
-
+def callback_secret(worker_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Human labels reach the index: `worker_env` gives each test a local Qdrant of its own.
     monkeypatch.setenv("TRIAGE_CALLBACK_SECRET", "s3cret")
-    # Human labels reach the index: a local Qdrant of this test's own.
-    monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
-    worker_settings.get_settings.cache_clear()
-    model_settings.get_settings.cache_clear()
-    yield
-    resources.close_all()
-    worker_settings.get_settings.cache_clear()
-    model_settings.get_settings.cache_clear()
 
 
 def test_each_sink_runs_once_per_revision(rdb: redis.Redis) -> None:
