@@ -59,15 +59,20 @@ def test_imports_flow_one_way() -> None:
     assert models == set()
 
 
-def test_http_app_and_backfill_stay_light() -> None:
+def _loaded_after(modules: str) -> set[str]:
+    """Top-level packages in `sys.modules` of a fresh interpreter after `import <modules>`."""
     code = (
-        "import sys, json, producer.http, producer.backfill\n"
+        f"import sys, json, {modules}\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    loaded = set(json.loads(out.stdout))
+    return set(json.loads(out.stdout))
+
+
+def test_http_app_and_backfill_stay_light() -> None:
+    loaded = _loaded_after("producer.http, producer.backfill")
     assert loaded.isdisjoint(HEAVY), sorted(loaded & set(HEAVY))
     # `import producer` alone does not pull in the web stack.
     code = "import sys, producer; print('fastapi' in sys.modules)"
@@ -79,14 +84,6 @@ def test_http_app_and_backfill_stay_light() -> None:
 
 def test_the_command_line_loads_heavy_parts_only_when_a_command_runs() -> None:
     # `triage status`, `triage enqueue`, `--help`: every command's module is imported up front.
-    code = (
-        "import sys, json, worker.cli\n"
-        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    loaded = set(json.loads(out.stdout))
-    assert loaded.isdisjoint({"torch", "transformers", "fastapi", "qdrant_client"}), sorted(
-        loaded & {"torch", "transformers", "fastapi", "qdrant_client"}
-    )
+    heavy = {"torch", "transformers", "fastapi", "qdrant_client"}
+    loaded = _loaded_after("worker.cli")
+    assert loaded.isdisjoint(heavy), sorted(loaded & heavy)

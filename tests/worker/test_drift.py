@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from models.drift import confidence_histogram, psi, total_variation
 from producer import Ticket
 from producer.schemas import StageTrace, TriageResult
+from tests.factories import result_for
 from worker.cli import main
 from worker.sinks import write_back
 
@@ -76,17 +77,8 @@ def _feedback(i: int, label: str) -> dict[str, str]:
 
 def _result(ticket: Ticket, label: str, confidence: float, frontier: bool) -> TriageResult:
     trace = [StageTrace(stage="classifier", label=label, confidence=confidence, latency_ms=1.0)]
-    return TriageResult(
-        ticket_id=ticket.id,
-        source=ticket.source,
-        task=ticket.task,
-        revision=ticket.effective_revision,
-        label=label,
-        confidence=0.99 if frontier else confidence,
-        decided_by="frontier" if frontier else "classifier",
-        status="labelled",
-        trace=trace,
-    )
+    decided = ("frontier", 0.99) if frontier else ("classifier", confidence)
+    return result_for(ticket, label, *decided).model_copy(update={"trace": trace})
 
 
 def _drift(adapter: Path, *extra: str) -> tuple[int, dict[str, Any]]:
