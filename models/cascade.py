@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 #: Tuned policy, written by `triage tune` next to the adapter; it wins over the settings.
 POLICY_FILE = "policy.json"
 
+#: Why a ticket went to human review when there is no frontier to ask.
+NO_FRONTIER = "no frontier API configured (TRIAGE_FRONTIER_PROVIDER=none)"
+
 
 class Policy(BaseModel):
     """Thresholds and mixing of the cascade (from settings, or tuned next to the adapter)."""
@@ -200,11 +203,7 @@ def escalate(
     `give_up` after its last try. Everything else ends in a result.
     """
     if frontier is None:
-        return give_up(
-            first,
-            "no frontier API configured (TRIAGE_FRONTIER_PROVIDER=none)",
-            enqueued_at=enqueued_at,
-        )
+        return give_up(first, NO_FRONTIER, enqueued_at=enqueued_at)
     try:
         if budget is not None:
             budget.check()

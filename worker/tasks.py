@@ -2,7 +2,8 @@
 
 classify  (batched)  first pass over many tickets ──confident──► writeback_batch ──► writeback
                                                    └─unsure────► escalate ──► writeback
-(`writeback_batch` writes a batch's results at once; a ticket that fails goes on alone.)
+(`writeback_batch` writes a batch's results at once; a ticket that fails goes on alone. With no
+frontier configured an unsure ticket goes to human review in its batch's `writeback_batch`.)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from celery import Task
 from celery_batches import SimpleRequest
 
-from models.cascade import FirstPass, give_up
+from models.cascade import NO_FRONTIER, FirstPass, give_up
 from models.cascade import escalate as escalate_one
 from models.settings import get_settings as model_settings
 from producer.errors import BrokerUnavailable, InvalidTicket, PermanentError
@@ -61,12 +62,17 @@ def classify(requests: list[SimpleRequest]) -> list[str]:
             continue
         by_task[ticket.task].append((ticket, kwargs))
         ids[ticket.task].append(req.id)
+    # With no frontier an escalation can only end in human review: decide that here and write
+    # it back with the batch, not through an escalate and a writeback task per unsure ticket.
+    review_now = resources.frontier() is None
     for task, items in by_task.items():
         try:
             decided: list[tuple[FirstPass, TriageResult]] = []
             for first, kwargs in pipeline.first_pass_isolating(task, items):
                 enqueued_at = kwargs.get("enqueued_at")
-                if first.needs_escalation:
+                if first.needs_escalation and review_now:
+                    decided.append((first, give_up(first, NO_FRONTIER, enqueued_at=enqueued_at)))
+                elif first.needs_escalation:
                     escalate.apply_async(
                         kwargs={"first": first.model_dump(mode="json"), "enqueued_at": enqueued_at}
                     )
@@ -75,7 +81,11 @@ def classify(requests: list[SimpleRequest]) -> list[str]:
                     decided.append((first, first.result(enqueued_at=enqueued_at)))
             _send_writebacks([(f.ticket, result, f.vector) for f, result in decided])
             for first, result in decided:
-                events_log.classified(first, result)
+                if first.needs_escalation:
+                    events_log.classified(first, None)
+                    events_log.escalated(first, result)
+                else:
+                    events_log.classified(first, result)
         except Exception:  # the broker is gone: the write-back dedupes what was already sent
             log.exception("could not route %d %s tickets on; they come back", len(items), task)
             unfinished.extend(ids[task])

@@ -11,7 +11,13 @@ import redis
 
 from models.index import TicketIndex
 from producer import Ticket, TriageResult, enqueue_many, get_result, wire
-from producer.names import CLASSIFY_QUEUE, CLASSIFY_TASK, DEAD_LETTER_LIST, EVENTS_STREAM
+from producer.names import (
+    CLASSIFY_QUEUE,
+    CLASSIFY_TASK,
+    DEAD_LETTER_LIST,
+    ESCALATE_QUEUE,
+    EVENTS_STREAM,
+)
 from tests.receivers import CallbackReceiver
 from tests.wire_servers import AnthropicServer, OpenAIServer, RawReply
 from tests.worker.conftest import StartWorker, TinyTask
@@ -170,13 +176,17 @@ def test_answer_outside_the_enum_is_refused_and_goes_to_review(
 
 
 def test_without_a_frontier_unsure_tickets_wait_for_a_human(
-    start_worker: StartWorker, tiny_task: TinyTask
+    start_worker: StartWorker, tiny_task: TinyTask, rdb: redis.Redis
 ) -> None:
-    start_worker(classifier_threshold="1.01", retrieval_threshold="1.01")
-    tickets = make_tickets(tiny_task, 2)
+    # No escalate consumer: with nothing to ask, the classify batch decides review itself.
+    start_worker("classify,writeback", classifier_threshold="1.01", retrieval_threshold="1.01")
+    tickets = make_tickets(tiny_task, 4)
     enqueue_many(tickets)
     for r in wait_results(tickets):
         assert r.status == "needs_review" and r.reason and "no frontier" in r.reason
+        assert r.label is not None  # the first pass's suggestion for the reviewer
+    assert rdb.llen(ESCALATE_QUEUE) == 0
+    assert rdb.xlen(EVENTS_STREAM) == 4
 
 
 def test_callback_gets_exactly_one_signed_call_per_result(
