@@ -68,8 +68,10 @@ LIMITS = {
     "texts, batches cut by length); the neighbour search is one float32 product per batch over "
     "the local collection's mirrored vectors, under 1 ms a ticket",
     "e2e": "direct's work plus, per classify batch, one write-back task (a Redis pipeline per "
-    "sink step, one Qdrant upsert committed through SQLite's WAL), one write-back task per "
-    "escalated ticket (to human review here), and Celery's overhead, in one solo process",
+    "sink step, one Qdrant upsert committed through SQLite's WAL; with no frontier the unsure "
+    "tickets go to review in it) and Celery's overhead, in one solo process: the batch's "
+    "messages are taken one at a time and the write-back runs between model passes, not "
+    "beside them",
     "naive": "a batch-of-one classifier and embedder pass per ticket, plus a write-back task per "
     "ticket (the single path: about 20 Redis round trips and a one-point upsert)",
     "single": "a batch-of-one first pass and the single write-back task; a ticket to an idle "
