@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from producer.names import CLASSIFY_QUEUE
+from producer.names import CLASSIFY_QUEUE, ESCALATE_QUEUE
 
 log = logging.getLogger(__name__)
 _warmup_tasks: list[str] = []
@@ -24,6 +24,9 @@ def run_worker(
     from worker.settings import get_settings
 
     classify = CLASSIFY_QUEUE in queues
+    from worker.tasks import serve_escalations_here
+
+    serve_escalations_here(ESCALATE_QUEUE in queues)
     pool = pool or ("solo" if classify else "threads")
     if concurrency is None:
         concurrency = {"solo": 1, "threads": 8}.get(pool, os.cpu_count() or 1)

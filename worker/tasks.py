@@ -2,8 +2,9 @@
 
 classify  (batched)  first pass over many tickets ──confident──► writeback_batch ──► writeback
                                                    └─unsure────► escalate ──► writeback
-(`writeback_batch` writes a batch's results at once; a ticket that fails goes on alone. With no
-frontier configured an unsure ticket goes to human review in its batch's `writeback_batch`.)
+(`writeback_batch` writes a batch's results at once; a ticket that fails goes on alone. A worker
+that serves escalate too, with no frontier configured, sends an unsure ticket to human review in
+its batch's `writeback_batch`.)
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ from worker.sinks import dead_letter, write_back
 
 log = logging.getLogger(__name__)
 _ws = get_settings()
+_serves_escalate = False
+
+
+def serve_escalations_here(enabled: bool) -> None:
+    """`worker.runner`: whether this process also consumes the escalate queue."""
+    global _serves_escalate
+    _serves_escalate = enabled
 
 
 @app.task(
@@ -62,9 +70,10 @@ def classify(requests: list[SimpleRequest]) -> list[str]:
             continue
         by_task[ticket.task].append((ticket, kwargs))
         ids[ticket.task].append(req.id)
-    # With no frontier an escalation can only end in human review: decide that here and write
-    # it back with the batch, not through an escalate and a writeback task per unsure ticket.
-    review_now = resources.frontier() is None
+    # A process that serves escalate too, with no frontier, would only send an unsure ticket to
+    # review: do it here, in the batch's write-back, not in an escalate and a writeback task
+    # each. A classify-only worker routes on: the escalate workers may hold the frontier key.
+    review_now = _serves_escalate and resources.frontier() is None
     for task, items in by_task.items():
         try:
             decided: list[tuple[FirstPass, TriageResult]] = []

@@ -178,15 +178,27 @@ def test_answer_outside_the_enum_is_refused_and_goes_to_review(
 def test_without_a_frontier_unsure_tickets_wait_for_a_human(
     start_worker: StartWorker, tiny_task: TinyTask, rdb: redis.Redis
 ) -> None:
-    # No escalate consumer: with nothing to ask, the classify batch decides review itself.
-    start_worker("classify,writeback", classifier_threshold="1.01", retrieval_threshold="1.01")
+    # This worker serves escalate too and has nothing to ask: the classify batch decides review.
+    worker = start_worker(classifier_threshold="1.01", retrieval_threshold="1.01")
     tickets = make_tickets(tiny_task, 4)
     enqueue_many(tickets)
     for r in wait_results(tickets):
         assert r.status == "needs_review" and r.reason and "no frontier" in r.reason
         assert r.label is not None  # the first pass's suggestion for the reviewer
-    assert rdb.llen(ESCALATE_QUEUE) == 0
     assert rdb.xlen(EVENTS_STREAM) == 4
+    assert "triage.escalate[" not in worker.output()
+
+
+def test_a_classify_only_worker_leaves_escalation_to_the_escalate_workers(
+    start_worker: StartWorker, tiny_task: TinyTask, rdb: redis.Redis
+) -> None:
+    # It has no frontier key, but the escalate workers may: it must not decide review itself.
+    start_worker("classify", classifier_threshold="1.01", retrieval_threshold="1.01")
+    enqueue_many(make_tickets(tiny_task, 3))
+    deadline = time.monotonic() + 60
+    while rdb.llen(ESCALATE_QUEUE) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert rdb.llen(ESCALATE_QUEUE) == 3
 
 
 def test_callback_gets_exactly_one_signed_call_per_result(
