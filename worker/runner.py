@@ -22,10 +22,9 @@ def run_worker(
 
     from worker.app import app
     from worker.settings import get_settings
-
-    classify = CLASSIFY_QUEUE in queues
     from worker.tasks import serve_escalations_here
 
+    classify = CLASSIFY_QUEUE in queues
     serve_escalations_here(ESCALATE_QUEUE in queues)
     pool = pool or ("solo" if classify else "threads")
     if concurrency is None:
