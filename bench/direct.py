@@ -21,7 +21,10 @@ def run(opts: Options) -> dict[str, Any]:
     with _settings(serving_env(opts, "direct")):
         from worker import resources
         from worker.pipeline import run_first_pass
+        from worker.process import passive_threads
         from worker.settings import get_settings
+
+        passive_threads()  # the threads a classify worker runs with
 
         batch = get_settings().classify_batch
         tickets, truth = banking_tickets(opts.tickets, "direct")

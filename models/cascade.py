@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from models.frontier import FrontierClient, SpendBudget
 from models.settings import ModelSettings
+from models.vectors import PackedVector, pack
 from models.vote import mix, neighbour_vote
 from producer.errors import BudgetExceeded, FrontierRefused, ModelError
 from producer.labelset import LabelSet
@@ -69,7 +70,7 @@ class FirstPass(BaseModel):
     neighbours: list[Neighbour] = Field(default_factory=list)
     trace: list[StageTrace] = Field(default_factory=list)
     versions: dict[str, str] = Field(default_factory=dict)
-    vector: list[float] = Field(default_factory=list)
+    vector: PackedVector = ""  # the ticket's embedding, for the index (`models.vectors`)
 
     @property
     def needs_escalation(self) -> bool:
@@ -181,7 +182,7 @@ def first_pass(
                 neighbours=found[i],
                 trace=trace,
                 versions={"adapter": task.version, **(versions or {})},
-                vector=[round(float(x), 6) for x in vectors[i]],
+                vector=pack(vectors[i]),
             )
         )
     return out

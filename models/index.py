@@ -8,9 +8,11 @@ commits go through SQLite's WAL (`models.local_index` says why); a server does i
 
 from __future__ import annotations
 
+import threading
 import uuid
 import warnings
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,14 +70,20 @@ class TicketIndex:
             self._client = QdrantClient(location=":memory:")
         self._known: set[str] = set()
         self._mirrors: dict[str, VectorMirror] = {}  # local mode only, filled on first search
+        # Local mode's client is plain Python over SQLite, not made for threads (a threads
+        # worker writes back while it classifies): one call at a time. A server needs none.
+        self._serial: AbstractContextManager[Any] = (
+            threading.RLock() if self._local else nullcontext()
+        )
 
     def ensure_collection(self, task: str, dim: int) -> None:
         name = collection_name(task)
         if name in self._known:
             return
         try:
-            if not self._client.collection_exists(name):
-                self._create(name, dim)
+            with self._serial:
+                if not self._client.collection_exists(name):
+                    self._create(name, dim)
         except Exception as exc:  # qdrant raises several transport-specific types
             raise IndexUnavailable(f"Qdrant could not create {name}: {exc}") from exc
         self._known.add(name)
@@ -104,9 +112,10 @@ class TicketIndex:
     def count(self, task: str) -> int:
         name = collection_name(task)
         try:
-            if not self._client.collection_exists(name):
-                return 0
-            return int(self._client.count(name, exact=True).count)
+            with self._serial:
+                if not self._client.collection_exists(name):
+                    return 0
+                return int(self._client.count(name, exact=True).count)
         except Exception as exc:
             raise IndexUnavailable(f"Qdrant could not count {name}: {exc}") from exc
 
@@ -131,17 +140,19 @@ class TicketIndex:
             for t, v in zip(tickets, vectors, strict=True)
         ]
         name = collection_name(task)
-        try:
-            with warnings.catch_warnings():
-                # Local mode warns past 20,000 points about its own search, which we do not use
-                # (the float32 mirror searches instead); every upsert would repeat it.
-                warnings.filterwarnings("ignore", "Local mode is not recommended", UserWarning)
-                self._client.upsert(name, points=points, wait=True)
-        except Exception as exc:
-            raise IndexUnavailable(f"Qdrant upsert into {name} failed: {exc}") from exc
-        mirror = self._mirrors.get(name)
-        if mirror is not None:  # after the collection took them: it stays the source of truth
-            mirror.put([str(p.id) for p in points], vectors, [p.payload or {} for p in points])
+        with self._serial:  # the mirror is loaded under it too: it misses no upsert
+            try:
+                with warnings.catch_warnings():
+                    # Local mode warns past 20,000 points about its own search, which we do not
+                    # use (the float32 mirror searches instead); every upsert would repeat it.
+                    warnings.filterwarnings("ignore", "Local mode is not recommended", UserWarning)
+                    self._client.upsert(name, points=points, wait=True)
+            except Exception as exc:
+                raise IndexUnavailable(f"Qdrant upsert into {name} failed: {exc}") from exc
+            mirror = self._mirrors.get(name)
+            if mirror is not None:  # after the collection took them: it stays the truth
+                ids = [str(p.id) for p in points]
+                mirror.put(ids, vectors, [p.payload or {} for p in points])
 
     def neighbours(
         self, task: str, vectors: np.ndarray, k: int, exclude: Sequence[tuple[str, str]] = ()
@@ -155,8 +166,10 @@ class TicketIndex:
         if len(vectors) == 0:
             return []
         try:
-            if name not in self._known and not self._client.collection_exists(name):
-                return [[] for _ in range(len(vectors))]
+            if name not in self._known:
+                with self._serial:
+                    if not self._client.collection_exists(name):
+                        return [[] for _ in range(len(vectors))]
             hits = self._search(name, vectors, k + 1)
         except Exception as exc:
             raise IndexUnavailable(f"Qdrant query on {name} failed: {exc}") from exc
@@ -176,7 +189,11 @@ class TicketIndex:
         if self._local:
             mirror = self._mirrors.get(name)
             if mirror is None:
-                mirror = self._mirrors[name] = load_mirror(self._client, name, vectors.shape[1])
+                with self._serial:  # another thread may have loaded it meanwhile
+                    mirror = self._mirrors.get(name)
+                    if mirror is None:
+                        mirror = load_mirror(self._client, name, vectors.shape[1])
+                        self._mirrors[name] = mirror
             return list(mirror.top(vectors, limit))
         requests = [
             qm.QueryRequest(query=v.tolist(), limit=limit, with_payload=True) for v in vectors
@@ -185,7 +202,8 @@ class TicketIndex:
         return [[(str(p.id), p.score, p.payload or {}) for p in r.points] for r in responses]
 
     def close(self) -> None:
-        self._client.close()
+        with self._serial:
+            self._client.close()
 
 
 def _neighbour(payload: dict[str, Any], score: float) -> Neighbour:

@@ -22,6 +22,7 @@ import numpy as np
 import redis
 
 from models.index import IndexedTicket
+from models.vectors import pack, unpack
 from producer.errors import BrokerUnavailable, SinkUnavailable
 from producer.names import EVENTS_STREAM, result_key, written_key
 from producer.schemas import Ticket, TriageResult
@@ -45,7 +46,7 @@ DEADLINE_SHARE = 0.8
 class _Item:
     ticket: Ticket
     result: TriageResult
-    vector: list[float]
+    vector: np.ndarray  # empty: none came (a human label); the index sink embeds the text
     key: str
     error: Exception | None = None
     outcomes: dict[str, str] = field(default_factory=dict)
@@ -56,7 +57,9 @@ class _Item:
         return self.key + ":lease"
 
 
-def write_back_many(items: Sequence[tuple[Ticket, TriageResult, list[float]]]) -> list[Outcome]:
+def write_back_many(
+    items: Sequence[tuple[Ticket, TriageResult, np.ndarray | Sequence[float]]],
+) -> list[Outcome]:
     """Run every sink not yet done for each ticket revision; one outcome per item, in order.
 
     Raises `BrokerUnavailable` when Redis is unreachable (nothing is lost: run it again).
@@ -66,7 +69,7 @@ def write_back_many(items: Sequence[tuple[Ticket, TriageResult, list[float]]]) -
     deadline = time.monotonic() + get_settings().writeback_lease_s * DEADLINE_SHARE
     token = uuid.uuid4().hex  # one run, one token: each ticket revision has its own lease key
     batch = [
-        _Item(t, res, v, written_key(t.task, t.source, t.id, t.effective_revision))
+        _Item(t, res, unpack(v), written_key(t.task, t.source, t.id, t.effective_revision))
         for t, res, v in items
     ]
     seen: set[str] = set()
@@ -182,7 +185,9 @@ def _one_by_one(name: str, sink: Callable[[Ticket, TriageResult], str]) -> _Sink
 def _index(_: redis.Redis, todo: list[_Item], __: float) -> None:
     """One upsert for the model's labels; the rare others (a human label without its vector)
     go through the single path's sink, which embeds them."""
-    batched = [i for i in todo if i.result.status == "labelled" and i.result.label and i.vector]
+    batched = [
+        i for i in todo if i.result.status == "labelled" and i.result.label and i.vector.size
+    ]
     for item in todo:
         if item in batched:
             continue
@@ -206,13 +211,13 @@ def _index(_: redis.Redis, todo: list[_Item], __: float) -> None:
     by_task: dict[str, list[int]] = {}
     for n, item in enumerate(batched):
         by_task.setdefault(item.ticket.task, []).append(n)
-    index = sinks.open_index()
+    index = resources.index()
     for task, rows_of_task in by_task.items():
         try:
             index.upsert(
                 task,
                 [rows[n] for n in rows_of_task],
-                np.asarray([batched[n].vector for n in rows_of_task], dtype=np.float32),
+                np.stack([batched[n].vector for n in rows_of_task]).astype(np.float32),
             )
         except Exception as exc:  # the index refused them all: each is retried alone
             get_metrics().sink_failures.labels("index").inc()
@@ -279,10 +284,11 @@ def _release(r: redis.Redis, batch: list[_Item], token: str) -> None:
         log.warning("could not release %d leases; they expire by themselves", len(batch))
 
 
-def as_payload(ticket: Ticket, result: TriageResult, vector: list[float]) -> dict[str, Any]:
-    """One item of a `triage.writeback_batch` message (the single task's kwargs)."""
+def as_payload(ticket: Ticket, result: TriageResult, vector: str | np.ndarray) -> dict[str, Any]:
+    """One item of a `triage.writeback_batch` message (the single task's kwargs); the vector
+    packed (`models.vectors`)."""
     return {
         "ticket": ticket.model_dump(mode="json"),
         "result": result.model_dump(mode="json"),
-        "vector": vector,
+        "vector": vector if isinstance(vector, str) else pack(vector),
     }

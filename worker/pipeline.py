@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,10 @@ from worker.sinks import dead_letter
 log = logging.getLogger(__name__)
 
 Item = tuple[Ticket, dict[str, Any]]
+#: One first pass at a time in a process: torch already spreads one pass over every core (a
+#: GPU's memory holds one batch's activations), and two at once only slow each other down. In a
+#: threads pool the next batch's messages, and the last one's write-back, run meanwhile.
+_one_pass = threading.Lock()
 
 
 def first_pass_isolating(
@@ -52,6 +57,11 @@ def first_pass_isolating(
 
 def run_first_pass(task: str, tickets: Sequence[Ticket]) -> list[FirstPass]:
     """The cascade's first pass with this process's models: what `classify` runs per batch."""
+    with _one_pass:
+        return _first_pass(task, tickets)
+
+
+def _first_pass(task: str, tickets: Sequence[Ticket]) -> list[FirstPass]:
     models = resources.task_models(task)
     embedder = resources.embedder()
     index = resources.index()

@@ -39,12 +39,21 @@ def _libc() -> ctypes.CDLL | None:
 
 def passive_threads() -> None:
     """Let torch's OpenMP threads sleep, not spin, while they wait; call before torch loads.
+    And give numpy's BLAS one thread, before numpy loads or after.
 
     Spinning threads need every core to themselves: with anything else running (Redis, the IO
     pools, a second worker), MiniLM forward passes on 2 cores ran 4-13x slower with 2 spinning
     threads than with 1; passive waiting made 2 threads as fast as 1 under that load.
+    numpy's OpenBLAS (the neighbour search's one product per batch) spins its idle threads after
+    every call: with a search per ticket its thread kept a whole core of 2 busy. Its products are
+    small; torch does the heavy ones with its own threads.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if "numpy" in sys.modules:  # loaded already: the variable came too late for it
+        from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+        threadpool_limits(limits=1, user_api="blas")
 
 
 def check_no_cuda_before_fork() -> None:

@@ -38,6 +38,7 @@ class RedeliveringBatches(FillingBatches):
         batch = [SimpleRequest.from_request(r) for r in requests]
 
         def on_return(unfinished: Iterable[str] | None) -> None:
+            self._batch_done()  # first: an ack that raises must not hold the next batch back
             again = set(unfinished or ())
             for req in requests:
                 if req.id in again:
@@ -46,6 +47,7 @@ class RedeliveringBatches(FillingBatches):
                     req.acknowledge()
 
         def on_error(exc_info: Any) -> None:
+            self._batch_done()
             reason = f"the worker process died while classifying: {exc_info.exception!r}"
             log.error("%s; sending its %d tickets again", reason, len(requests))
             for req in requests:

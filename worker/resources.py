@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
+_index_lock = threading.Lock()
 #: Texts per embedder pass on a CPU (see `embedder`).
 CPU_EMBED_BATCH = 16
 
@@ -38,9 +39,10 @@ def redis_conn() -> redis.Redis:
 
 def close_all() -> None:
     """Release what holds files or sockets (the local Qdrant lock above all) at shutdown."""
-    if index.cache_info().currsize:
-        index().close()
-        index.cache_clear()
+    with _index_lock:
+        if _index.cache_info().currsize:
+            _index().close()
+            _index.cache_clear()
     if frontier.cache_info().currsize and (client := frontier()) is not None:
         client.close()
         frontier.cache_clear()
@@ -133,8 +135,15 @@ def embedder() -> Embedder:
         return Embedder(s.embedder, device=str(device), batch_size=batch)
 
 
-@lru_cache
 def index() -> TicketIndex:
+    """This process's index, opened once even when threads ask at the same time (a local
+    Qdrant directory refuses a second client)."""
+    with _index_lock:
+        return _index()
+
+
+@lru_cache
+def _index() -> TicketIndex:
     return open_index(model_settings())
 
 

@@ -22,20 +22,28 @@ def run_worker(
 
     from worker.app import app
     from worker.settings import get_settings
+    from worker.tasks import classify as classify_task
     from worker.tasks import serve_escalations_here
 
     classify = CLASSIFY_QUEUE in queues
     serve_escalations_here(ESCALATE_QUEUE in queues)
-    pool = pool or ("solo" if classify else "threads")
+    # Threads for classify too: a batch runs beside the event loop, so the next one's messages
+    # are taken, and the last one's write-back runs, while torch (which releases the GIL) is in
+    # its pass; the passes themselves take turns (`worker.pipeline`).
+    pool = pool or "threads"
     if concurrency is None:
         concurrency = {"solo": 1, "threads": 8}.get(pool, os.cpu_count() or 1)
     if classify:
         from worker.process import passive_threads
 
         passive_threads()  # before any process here loads torch
-        # A batch can only fill from prefetched messages: let each process hold two batches.
-        batch = get_settings().classify_batch
-        app.conf.worker_prefetch_multiplier = max(1, 2 * batch // max(1, concurrency))
+        # Batches in flight: threads take turns for one pass at a time, prefork children run
+        # one each; plus one ready to start. A batch can only fill from prefetched messages:
+        # the worker holds those in flight and one more filling.
+        in_flight = concurrency + 1 if pool == "prefork" else 2
+        classify_task.max_in_flight = in_flight
+        held = (in_flight + 1) * get_settings().classify_batch
+        app.conf.worker_prefetch_multiplier = max(1, -(-held // max(1, concurrency)))
     if classify and warmup:
         from models.settings import get_settings as model_settings
 

@@ -15,16 +15,16 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import redis
 
+from models.vectors import unpack
 from producer.errors import BrokerUnavailable, SinkUnavailable
 from producer.names import DEAD_LETTER_LIST, EVENTS_STREAM, result_key, written_key
 from producer.schemas import SetBy, Ticket, TriageResult
@@ -34,13 +34,9 @@ from worker.settings import get_settings
 from worker.sources import write_to_source
 from worker.sources.callback import post_callback
 
-if TYPE_CHECKING:
-    from models.index import TicketIndex
-
 log = logging.getLogger(__name__)
 
 WRITTEN_TTL_S = 30 * 24 * 3600
-_first_open = threading.Lock()
 
 # Never replace a label a human set: only a human result may overwrite a human one.
 STORE_UNLESS_HUMAN = """
@@ -70,11 +66,14 @@ class WriteInProgress(SinkUnavailable):
     """Another run is writing this ticket revision back; try again when its lease is free."""
 
 
-def write_back(ticket: Ticket, result: TriageResult, vector: list[float]) -> dict[str, str]:
+def write_back(
+    ticket: Ticket, result: TriageResult, vector: np.ndarray | Sequence[float]
+) -> dict[str, str]:
     """Run every sink not yet done for this revision; return what each one did.
 
     Raises `WriteInProgress` while another run holds the revision's lease.
     """
+    vector = unpack(vector)
     r = resources.redis_conn()
     key = written_key(ticket.task, ticket.source, ticket.id, ticket.effective_revision)
     lease = _Lease(r, key + ":lease", get_settings().writeback_lease_s)
@@ -192,27 +191,21 @@ def event_fields(result: TriageResult) -> dict[Any, Any]:
     }
 
 
-def index_one(ticket: Ticket, result: TriageResult, vector: list[float]) -> str:
+def index_one(ticket: Ticket, result: TriageResult, vector: np.ndarray) -> str:
     """The index sink of one ticket: upsert its label when it has one worth learning from."""
     if result.status != "labelled" or result.label is None:
         return "skipped"
     set_by: SetBy = "human" if result.decided_by == "human" else "model"
-    if not vector:
+    if not vector.size:
         if set_by != "human":
             return "skipped"
         # Human feedback comes from the HTTP app, which has no models: embed it here.
-        vector = [float(x) for x in resources.embedder().embed([ticket.text])[0]]
+        vector = np.asarray(resources.embedder().embed([ticket.text])[0], dtype=np.float32)
     from models.index import IndexedTicket
 
-    open_index().upsert(
+    resources.index().upsert(
         ticket.task,
         [IndexedTicket(ticket.id, ticket.source, result.label, ticket.text, set_by)],
         np.asarray([vector], dtype=np.float32),
     )
     return "upserted"
-
-
-def open_index() -> TicketIndex:
-    """This process's index, opened once even when threads ask at the same time."""
-    with _first_open:  # two threads' first calls would open a local Qdrant twice (it refuses)
-        return resources.index()

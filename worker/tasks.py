@@ -13,12 +13,14 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
 from celery import Task
 from celery_batches import SimpleRequest
 
 from models.cascade import NO_FRONTIER, FirstPass, give_up
 from models.cascade import escalate as escalate_one
 from models.settings import get_settings as model_settings
+from models.vectors import unpack
 from producer.errors import BrokerUnavailable, InvalidTicket, PermanentError
 from producer.names import CLASSIFY_TASK, ESCALATE_TASK, WRITEBACK_BATCH_TASK, WRITEBACK_TASK
 from producer.schemas import Ticket, TriageResult
@@ -148,15 +150,18 @@ def escalate(self: Task, first: dict[str, Any], enqueued_at: str | None = None) 
     time_limit=_ws.writeback_time_limit_s,
 )
 def writeback(
-    self: Task, ticket: dict[str, Any], result: dict[str, Any], vector: list[float] | None = None
+    self: Task,
+    ticket: dict[str, Any],
+    result: dict[str, Any],
+    vector: str | list[float] | None = None,  # packed (`models.vectors`), or a list of numbers
 ) -> None:
     try:
-        t, r = Ticket.parse(ticket), TriageResult.model_validate(result)
+        t, r, v = Ticket.parse(ticket), TriageResult.model_validate(result), unpack(vector)
     except (InvalidTicket, ValueError) as exc:
         dead_letter(WRITEBACK_TASK, {"ticket": ticket, "result": result}, str(exc))
         return
     try:
-        done = write_back(t, r, vector or [])
+        done = write_back(t, r, v)
     except PermanentError as exc:
         dead_letter(WRITEBACK_TASK, {"ticket": ticket, "result": result}, str(exc))
         return
@@ -183,11 +188,11 @@ def writeback(
 def writeback_batch(self: Task, items: list[dict[str, Any]]) -> None:
     # One task, one round trip per step and one index upsert for a classify batch's results; a
     # ticket that fails goes on alone (`writeback`: its backoff, then the dead-letter list).
-    parsed: list[tuple[Ticket, TriageResult, list[float]]] = []
+    parsed: list[tuple[Ticket, TriageResult, np.ndarray]] = []
     for item in items:
         try:
             t, r = Ticket.parse(item.get("ticket")), TriageResult.model_validate(item.get("result"))
-            parsed.append((t, r, list(item.get("vector") or [])))
+            parsed.append((t, r, unpack(item.get("vector"))))
         except (InvalidTicket, ValueError, AttributeError) as exc:
             dead_letter(WRITEBACK_TASK, item, str(exc))
     try:
@@ -212,7 +217,7 @@ def writeback_batch(self: Task, items: list[dict[str, Any]]) -> None:
         raise retry_later(self, exc) from exc
 
 
-def _send_writebacks(decided: list[tuple[Ticket, TriageResult, list[float]]]) -> None:
+def _send_writebacks(decided: list[tuple[Ticket, TriageResult, str]]) -> None:
     """One message for a batch's results; a lone result goes as itself (`naive`, `single`)."""
     if len(decided) == 1:
         _send_writeback(*decided[0])
@@ -220,7 +225,7 @@ def _send_writebacks(decided: list[tuple[Ticket, TriageResult, list[float]]]) ->
         writeback_batch.apply_async(kwargs={"items": [as_payload(*d) for d in decided]})
 
 
-def _send_writeback(ticket: Ticket, result: TriageResult, vector: list[float]) -> None:
+def _send_writeback(ticket: Ticket, result: TriageResult, vector: str) -> None:
     writeback.apply_async(kwargs=as_payload(ticket, result, vector))
 
 

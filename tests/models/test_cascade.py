@@ -9,6 +9,7 @@ import pytest
 
 from models.cascade import FirstPass, Policy, TaskModels, escalate, first_pass, give_up
 from models.frontier import FrontierAnswer
+from models.vectors import unpack
 from models.vote import mix, neighbour_vote
 from producer import LabelSet, Neighbour, Ticket
 from producer.errors import BudgetExceeded, FrontierRefused
@@ -52,7 +53,7 @@ def test_routing_by_thresholds() -> None:
     assert out[1].label == "a" and out[1].confidence == pytest.approx(0.5 * 0.6 + 0.5 * 1.0)
     assert out[2].needs_escalation and out[2].label == "a"
     assert [s.stage for s in out[0].trace] == ["classifier", "retrieval", "cascade"]
-    assert out[0].versions["adapter"] == "adapter@1" and len(out[0].vector) == 4
+    assert out[0].versions["adapter"] == "adapter@1" and unpack(out[0].vector).size == 4
 
 
 def test_human_confirmed_neighbours_count_more() -> None:
