@@ -1,6 +1,6 @@
 """`memory`: peak RSS of a classify worker with the packaged model, and its growth over time.
 
-The worker (`triage worker`, all queues in one solo process, as the demo runs it) takes
+The worker (`triage worker`, all queues in one process, as the demo runs it) takes
 `--memory-tickets` tickets (default 50,000): the Banking77 test tickets again and again, each pass
 a new revision, so every ticket is classified and written back but the index and the result store
 stop growing after the first pass (the same ticket ids). The queue is kept a few batches deep.

@@ -1,7 +1,7 @@
 """`e2e`, `naive` and `single`: tickets through Redis and a real worker process.
 
 - `e2e`: Banking77 test tickets through `producer` (`send_tickets`, what `enqueue_many` runs) ->
-  Redis -> `triage worker` (classify, escalate, writeback in one solo process, as `triage demo`
+  Redis -> `triage worker` (classify, escalate, writeback in one process, as `triage demo`
   runs it) -> results in Redis. Throughput is tickets over the time until the last result is
   stored; latency is each result's enqueued_at -> decided_at (under a full backlog, so mostly
   queueing).

@@ -69,9 +69,9 @@ LIMITS = {
     "the local collection's mirrored vectors, under 1 ms a ticket",
     "e2e": "direct's work plus, per classify batch, one write-back task (a Redis pipeline per "
     "sink step, one Qdrant upsert committed through SQLite's WAL; with no frontier the unsure "
-    "tickets go to review in it) and Celery's overhead, in one solo process: the batch's "
-    "messages are taken one at a time and the write-back runs between model passes, not "
-    "beside them",
+    "tickets go to review in it) and Celery's overhead (each message popped, decoded and "
+    "acknowledged one at a time). They run in threads beside the model pass, but the pass "
+    "already has both cores: what they take, the pass loses",
     "naive": "a batch-of-one classifier and embedder pass per ticket, plus a write-back task per "
     "ticket (the single path: about 20 Redis round trips and a one-point upsert)",
     "single": "a batch-of-one first pass and the single write-back task; a ticket to an idle "

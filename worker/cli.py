@@ -40,7 +40,7 @@ def main() -> None:
     type=click.Choice(["solo", "prefork", "threads"]),
     default=None,
     envvar="TRIAGE_WORKER_POOL",
-    help="Default: solo when consuming classify (one model process), else threads.",
+    help="Default: threads (classify: one model pass at a time, the rest beside it).",
 )
 @click.option(
     "--concurrency",

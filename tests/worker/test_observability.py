@@ -137,7 +137,7 @@ def test_metrics_status_and_log_lines_of_a_real_worker(
     assert status["redis"] == "ok" and status["queues"] == dict.fromkeys(QUEUES, 0)
     assert status["dead_letters"] == 2
     [alive] = status["workers"]
-    assert sorted(alive["queues"]) == sorted(QUEUES) and alive["pool"] == "solo"
+    assert sorted(alive["queues"]) == sorted(QUEUES) and alive["pool"] == "threads"
     assert alive["beat_age_s"] < 5
     assert status["last_hour"] == {
         "total": 4,
