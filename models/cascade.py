@@ -287,7 +287,11 @@ def _result(
         decided_by=decided_by,
         status=status,
         reason=reason,
-        evidence=first.neighbours,
+        # The neighbours' ids, labels and scores, not their text: a result is stored and sent
+        # to the source, and must not carry copies of other people's tickets (nor 20 of them
+        # at 300 characters each, for every ticket). The frontier gets its examples' text from
+        # the first pass.
+        evidence=[n.model_copy(update={"snippet": ""}) for n in first.neighbours],
         trace=trace,
         versions=first.versions,
         enqueued_at=datetime.fromisoformat(enqueued_at) if enqueued_at else None,

@@ -56,6 +56,18 @@ def test_routing_by_thresholds() -> None:
     assert out[0].versions["adapter"] == "adapter@1" and unpack(out[0].vector).size == 4
 
 
+def test_evidence_names_the_neighbours_without_their_text() -> None:
+    policy = Policy(classifier_threshold=0.9, retrieval_threshold=0.8, classifier_weight=0.5)
+    agreeing = [nb("a", 0.9).model_copy(update={"snippet": "someone else's ticket"})] * 3
+    [first] = run([[0.6, 0.3, 0.1]], [agreeing], policy)
+    result = first.result()
+    assert [(n.ticket_id, n.label, n.score) for n in result.evidence] == [
+        (n.ticket_id, n.label, n.score) for n in agreeing
+    ]
+    assert all(n.snippet == "" for n in result.evidence)
+    assert all(n.snippet for n in first.neighbours)  # the frontier's examples keep theirs
+
+
 def test_human_confirmed_neighbours_count_more() -> None:
     neighbours = [nb("a", 0.80), nb("b", 0.80, "human")]
     vote = neighbour_vote(neighbours, LABELS, temperature=0.05, human_weight=3.0)
