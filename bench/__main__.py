@@ -30,6 +30,7 @@ BENCHES = ("direct", "e2e", "naive", "single", "memory", "gpu", "webhook", "back
 #: `--quick`: ~8 minutes on 2 cores instead of ~30.
 QUICK = {
     "tickets": 300,
+    "repeat": 1,
     "single_samples": 20,
     "memory_tickets": 6500,  # two passes over the test tickets: the index full, then flat
     "webhook_requests": 3000,
@@ -122,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--redis-url", help=f"FLUSHED before and after (default {Options.redis_url})")
     p.add_argument("--work-dir", type=Path, help=f"cache and logs (default {Options.work_dir})")
     p.add_argument("--train-examples", type=int, help="for the adapter trained when none exists")
+    p.add_argument("--repeat", type=int, help="runs of direct, e2e, naive; median kept (3)")
     p.add_argument("--single-samples", type=int, help="single tickets timed (default 50)")
     p.add_argument("--memory-tickets", type=int, help="tickets the memory worker takes (50,000)")
     p.add_argument("--gpu-config", choices=("auto", "8b", "tiny"), help="model of the gpu bench")

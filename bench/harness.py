@@ -49,6 +49,7 @@ class Options:
     work_dir: Path = Path(".triage/bench")
     train_examples: int = 2000
     single_samples: int = 50
+    repeat: int = 3  # runs of direct, e2e and naive; the median is reported
     memory_tickets: int = 50_000
     gpu_config: str = "auto"  # auto: Llama-3.1-8B shapes on CUDA, a tiny Llama on the CPU
     webhook_requests: int = 20_000
@@ -200,6 +201,12 @@ def flushed_redis(url: str) -> Iterator[Any]:
     finally:
         client.flushdb()
         client.close()
+
+
+def median_index(values: Sequence[float]) -> int:
+    """The index of the median value (the lower middle one of an even count)."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    return order[(len(order) - 1) // 2]
 
 
 def percentiles_ms(seconds: Sequence[float]) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """The naive design, for comparison: one Celery task per ticket, with the same model and worker.
 
-    python -m bench.naive     # `triage worker` (same pool, same queues) that also serves it
+    python -m bench.naive     # `triage worker` (same queues, a task at a time) that serves it
 
 `bench.classify_one` runs the classify task's own code on a batch of one ticket, so the only
 difference from the batched design is per ticket: one forward pass, one neighbour search and one
@@ -56,11 +56,15 @@ def register() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loglevel", "-l", default="INFO")
+    parser.add_argument("--pool", default="solo", choices=("solo", "threads", "prefork"))
     args = parser.parse_args()
     register()
     from worker.runner import run_worker
 
-    run_worker(list(QUEUES), pool=None, concurrency=None, loglevel=args.loglevel, warmup=True)
+    # One task at a time: the naive design at its best. In the threads pool the batched worker
+    # runs, 8 single-ticket tasks at once fight over the GIL and the model lock, and it ran 2-3x
+    # slower (`--pool threads` to see it).
+    run_worker(list(QUEUES), pool=args.pool, concurrency=None, loglevel=args.loglevel, warmup=True)
 
 
 if __name__ == "__main__":

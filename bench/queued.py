@@ -5,7 +5,8 @@
   runs it) -> results in Redis. Throughput is tickets over the time until the last result is
   stored; latency is each result's enqueued_at -> decided_at (under a full backlog, so mostly
   queueing).
-- `naive`: the same tickets and worker, but one `bench.classify_one` task per ticket.
+- `naive`: the same tickets and worker, but one `bench.classify_one` task per ticket, one at a
+  time (a solo pool: the naive design's best; `bench/naive.py` says why).
 - `single`: one confident ticket at a time on an idle worker; the time from enqueue until its
   result is stored and its event published (p95 target: 100 ms).
 """
@@ -27,6 +28,7 @@ from bench.harness import (
     Options,
     banking_tickets,
     flushed_redis,
+    median_index,
     percentiles_ms,
     worker_process,
 )
@@ -92,16 +94,33 @@ def run_single(opts: Options) -> dict[str, Any]:
 
 
 def _throughput(opts: Options, send: Send, worker_pid: int) -> dict[str, Any]:
+    """The median of `opts.repeat` runs over the tickets (each a new revision of them all)."""
     settings = ProducerSettings(redis_url=opts.redis_url)
     warm, _ = banking_tickets(64, "warm")
     _run(warm, "warm", settings, send)  # first batches pay for lazy imports and allocations
-    tickets, truth = banking_tickets(opts.tickets, "run")
+    runs = [_timed_run(opts, send, settings, worker_pid, f"run-{i}") for i in range(opts.repeat)]
+    rates = [len(results) / elapsed for results, elapsed, _ in runs]
+    median = runs[median_index(rates)]
+    return {**_figures(opts, *median), "runs_tickets_per_s": [round(x, 1) for x in rates]}
+
+
+def _timed_run(
+    opts: Options, send: Send, settings: ProducerSettings, worker_pid: int, revision: str
+) -> tuple[dict[str, TriageResult], float, float]:
+    """One run's results, its wall time and the worker's CPU seconds."""
+    tickets, _ = banking_tickets(opts.tickets, revision)
     worker = psutil.Process(worker_pid)
     cpu_before = _cpu_s(worker)
     started = time.perf_counter()
-    results = _run(tickets, "run", settings, send)
+    results = _run(tickets, revision, settings, send)
     elapsed = time.perf_counter() - started
-    cpu_s = _cpu_s(worker) - cpu_before
+    return results, elapsed, _cpu_s(worker) - cpu_before
+
+
+def _figures(
+    opts: Options, results: dict[str, TriageResult], elapsed: float, cpu_s: float
+) -> dict[str, Any]:
+    tickets, truth = banking_tickets(opts.tickets, "ids")  # the same ids and labels as run
     ordered = [results[t.id] for t in tickets]
     latencies = [(r.latency_ms or 0.0) / 1000.0 for r in ordered]
     labelled = [(r, t) for r, t in zip(ordered, truth, strict=True) if r.status == "labelled"]

@@ -98,7 +98,8 @@ def markdown(figures: Figures, machine: Mapping[str, Any]) -> str:
         "## Figures",
         "",
         "Ratio is figure / target; a target is met when the ratio is >= 1 (at least) or <= 1 (at "
-        "most).",
+        "most). `direct`, `e2e` and `naive` give the median of their runs (`runs_tickets_per_s` "
+        "below has each one): shared 2-core machines vary by 10-20% from run to run.",
         "",
         "| bench | figure | value | target | ratio | met |",
         "|---|---|---|---|---|---|",

@@ -11,7 +11,7 @@ import redis
 
 from bench import naive
 from bench.__main__ import _options, _parser
-from bench.harness import Options, banking_tickets, percentiles_ms
+from bench.harness import Options, banking_tickets, median_index, percentiles_ms
 from bench.summary import machine_info, markdown
 from producer.names import CLASSIFY_QUEUE
 from producer.settings import ProducerSettings
@@ -48,9 +48,10 @@ def test_machine_info_names_the_cpu_and_says_when_there_is_no_gpu() -> None:
 def test_quick_sets_small_sizes_and_options_still_win() -> None:
     opts = _options(_parser().parse_args(["all", "--quick", "--tickets", "50"]))
     assert (opts.tickets, opts.memory_tickets, opts.single_samples) == (50, 6500, 20)
-    full = _options(_parser().parse_args(["e2e", "--adapter", "x"]))
+    assert opts.repeat == 1
+    full = _options(_parser().parse_args(["e2e", "--adapter", "x", "--repeat", "5"]))
     assert full.tickets == Options.tickets and full.adapter == Path("x")
-    assert full.memory_tickets == 50_000
+    assert full.memory_tickets == 50_000 and full.repeat == 5
 
 
 def test_tickets_spread_over_the_test_set_and_percentiles() -> None:
@@ -59,6 +60,7 @@ def test_tickets_spread_over_the_test_set_and_percentiles() -> None:
     assert len(set(truth)) > 50  # spread over the intents, not the first few
     assert {t.revision for t in tickets} == {"r1"} and tickets[0].source == "bench"
     assert percentiles_ms([0.001] * 19 + [0.1]) == {"p50_ms": 1.0, "p95_ms": 5.95}
+    assert median_index([90.0, 70.0, 80.0]) == 2 and median_index([3.0, 1.0, 2.0, 4.0]) == 2
 
 
 def test_naive_messages_name_the_one_ticket_task(rdb: redis.Redis, redis_url: str) -> None:
