@@ -70,8 +70,8 @@ LIMITS = {
     "e2e": "direct's work plus, per classify batch, one write-back task (a Redis pipeline per "
     "sink step, one Qdrant upsert committed through SQLite's WAL; with no frontier the unsure "
     "tickets go to review in it) and Celery's overhead (each message popped, decoded and "
-    "acknowledged one at a time). They run in threads beside the model pass, but the pass "
-    "already has both cores: what they take, the pass loses",
+    "acknowledged one at a time). They run in threads beside the model pass, but share its "
+    "GIL and its two cores: what they take, the pass loses",
     "naive": "a batch-of-one classifier and embedder pass per ticket, plus a write-back task per "
     "ticket (the single path: about 20 Redis round trips and a one-point upsert)",
     "single": "a batch-of-one first pass and the single write-back task; a ticket to an idle "
