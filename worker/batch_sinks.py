@@ -58,9 +58,11 @@ class _Item:
 
 
 def write_back_many(
-    items: Sequence[tuple[Ticket, TriageResult, np.ndarray | Sequence[float]]],
+    items: Sequence[tuple[Ticket, TriageResult, str | np.ndarray | Sequence[float]]],
 ) -> list[Outcome]:
     """Run every sink not yet done for each ticket revision; one outcome per item, in order.
+
+    A vector may come packed (`models.vectors`), as numbers, or empty (the index sink embeds).
 
     Raises `BrokerUnavailable` when Redis is unreachable (nothing is lost: run it again).
     """

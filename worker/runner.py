@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from producer.names import CLASSIFY_QUEUE, ESCALATE_QUEUE
+from producer.names import CLASSIFY_QUEUE, ESCALATE_QUEUE, WRITEBACK_QUEUE
 
 log = logging.getLogger(__name__)
 _warmup_tasks: list[str] = []
@@ -23,14 +23,15 @@ def run_worker(
     from worker.app import app
     from worker.settings import get_settings
     from worker.tasks import classify as classify_task
-    from worker.tasks import serve_escalations_here
+    from worker.tasks import serve_here
 
     classify = CLASSIFY_QUEUE in queues
-    serve_escalations_here(ESCALATE_QUEUE in queues)
     # Threads for classify too: a batch runs beside the event loop, so the next one's messages
     # are taken, and the last one's write-back runs, while torch (which releases the GIL) is in
     # its pass; the passes themselves take turns (`worker.pipeline`).
     pool = pool or "threads"
+    inline = WRITEBACK_QUEUE in queues and pool != "prefork" and get_settings().writeback_inline
+    serve_here(escalate=ESCALATE_QUEUE in queues, writeback=inline)
     if concurrency is None:
         concurrency = {"solo": 1, "threads": 8}.get(pool, os.cpu_count() or 1)
     if classify:
@@ -38,9 +39,10 @@ def run_worker(
 
         passive_threads()  # before any process here loads torch
         # Batches in flight: threads take turns for one pass at a time, prefork children run
-        # one each; plus one ready to start. A batch can only fill from prefetched messages:
-        # the worker holds those in flight and one more filling.
-        in_flight = concurrency + 1 if pool == "prefork" else 2
+        # one each; plus one ready to start, and one writing its results back when that runs in
+        # the batch (`serve_here`). A batch can only fill from prefetched messages: the worker
+        # holds those in flight and one more filling.
+        in_flight = concurrency + 1 if pool == "prefork" else 3 if inline else 2
         classify_task.max_in_flight = in_flight
         held = (in_flight + 1) * get_settings().classify_batch
         app.conf.worker_prefetch_multiplier = max(1, -(-held // max(1, concurrency)))

@@ -43,6 +43,12 @@ class WorkerSettings(BaseSettings):
     #: visibility timeout). Celery's default gives up after about half a second.
     publish_retry_s: float = Field(default=60.0, ge=0)
 
+    #: A worker that serves the writeback queue beside classify, in a threads or solo pool,
+    #: writes each classify batch's results back itself, after the batch's pass, rather than
+    #: sending them to its own writeback queue (a batch's failed tickets still go there, to
+    #: their retries). False: every result goes through the queue.
+    writeback_inline: bool = True
+
     #: HMAC-SHA256 key signing callbacks (``X-Triage-Signature: t=<unix>,v1=<hex>``).
     callback_secret: SecretStr | None = None
     #: Longest wait for a callback target's answer, seconds.

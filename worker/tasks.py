@@ -4,13 +4,15 @@ classify  (batched)  first pass over many tickets ──confident──► write
                                                    └─unsure────► escalate ──► writeback
 (`writeback_batch` writes a batch's results at once; a ticket that fails goes on alone. A worker
 that serves escalate too, with no frontier configured, sends an unsure ticket to human review in
-its batch's `writeback_batch`.)
+its batch's write-back. A worker that serves writeback too, in a threads or solo pool, writes a
+batch's results back itself: `serve_here`.)
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,7 +28,7 @@ from producer.names import CLASSIFY_TASK, ESCALATE_TASK, WRITEBACK_BATCH_TASK, W
 from producer.schemas import Ticket, TriageResult
 from worker import events_log, pipeline, resources
 from worker.app import app
-from worker.batch_sinks import as_payload, write_back_many
+from worker.batch_sinks import Outcome, as_payload, write_back_many
 from worker.redelivery import RedeliveringBatches
 from worker.retry import backoff_s, retry_later
 from worker.settings import get_settings, soft_limit_s
@@ -35,12 +37,24 @@ from worker.sinks import dead_letter, write_back
 log = logging.getLogger(__name__)
 _ws = get_settings()
 _serves_escalate = False
+_writes_back = False
+#: A decided ticket on its way to the write-back: its vector packed or as an array.
+Written = tuple[Ticket, TriageResult, str | np.ndarray]
 
 
-def serve_escalations_here(enabled: bool) -> None:
-    """`worker.runner`: whether this process also consumes the escalate queue."""
-    global _serves_escalate
-    _serves_escalate = enabled
+def serve_here(*, escalate: bool, writeback: bool) -> None:
+    """`worker.runner`: the queues this process consumes besides classify.
+
+    `writeback` (a threads or solo pool that serves the writeback queue, and
+    `TRIAGE_WRITEBACK_INLINE`): a classify batch writes its results back itself, in its own
+    thread after its pass, instead of sending them to this same process through Redis. The
+    message cost more than the writing: each result dumped to JSON, pushed, popped, decoded and
+    validated again, about a third of a worker's CPU outside the model pass, all of it holding
+    the GIL the pass needs. Not under prefork: a slow callback would count against the
+    classify time limit, which kills the child.
+    """
+    global _serves_escalate, _writes_back
+    _serves_escalate, _writes_back = escalate, writeback
 
 
 @app.task(
@@ -90,13 +104,16 @@ def classify(requests: list[SimpleRequest]) -> list[str]:
                     events_log.classified(first, None)
                 else:
                     decided.append((first, first.result(enqueued_at=enqueued_at)))
-            _send_writebacks([(f.ticket, result, f.vector) for f, result in decided])
+            results: list[Written] = [(f.ticket, result, f.vector) for f, result in decided]
+            outcomes = _write_back(results)
             for first, result in decided:
                 if first.needs_escalation:
                     events_log.classified(first, None)
                     events_log.escalated(first, result)
                 else:
                     events_log.classified(first, result)
+            if outcomes is not None:
+                _settle(results, outcomes)
         except Exception:  # the broker is gone: the write-back dedupes what was already sent
             log.exception("could not route %d %s tickets on; they come back", len(items), task)
             unfinished.extend(ids[task])
@@ -205,19 +222,43 @@ def writeback_batch(self: Task, items: list[dict[str, Any]]) -> None:
             return
         raise retry_later(self, exc) from exc
     try:
-        for (t, r, vector), outcome in zip(parsed, outcomes, strict=True):
-            if isinstance(outcome, PermanentError):
-                dead_letter(WRITEBACK_TASK, _written(t, r), str(outcome))
-            elif isinstance(outcome, Exception):  # this try counted: the next one is the 2nd
-                again = as_payload(t, r, vector)
-                writeback.apply_async(kwargs=again, retries=1, countdown=backoff_s(0, outcome))
-            else:
-                events_log.written_back(t, r, outcome)
+        _settle(parsed, outcomes)
     except Exception as exc:  # Redis went away: the batch comes back, and finds its work done
         raise retry_later(self, exc) from exc
 
 
-def _send_writebacks(decided: list[tuple[Ticket, TriageResult, str]]) -> None:
+def _settle(written: Sequence[Written], outcomes: Sequence[Outcome]) -> None:
+    """After a batch's write-back: each failed ticket goes on alone, or to the dead-letter list."""
+    for (t, r, vector), outcome in zip(written, outcomes, strict=True):
+        if isinstance(outcome, PermanentError):
+            dead_letter(WRITEBACK_TASK, _written(t, r), str(outcome))
+        elif isinstance(outcome, Exception):  # this try counted: the next one is the 2nd
+            again = as_payload(t, r, vector)
+            writeback.apply_async(kwargs=again, retries=1, countdown=backoff_s(0, outcome))
+        else:
+            events_log.written_back(t, r, outcome)
+
+
+def _write_back(decided: Sequence[Written]) -> list[Outcome] | None:
+    """A classify batch's results: written back in this thread (`serve_here`), returning their
+    outcomes; or sent to the writeback queue (None).
+
+    Redis unreachable raises (the batch comes back, and the write-back dedupes). Any other
+    failure of the write-back here sends the results through the queue instead, to its retries
+    and dead-letter list.
+    """
+    if _writes_back and decided:
+        try:
+            return write_back_many(decided)
+        except BrokerUnavailable:
+            raise
+        except Exception:
+            log.exception("writing back %d results failed; sending them on", len(decided))
+    _send_writebacks(decided)
+    return None
+
+
+def _send_writebacks(decided: Sequence[Written]) -> None:
     """One message for a batch's results; a lone result goes as itself (`naive`, `single`)."""
     if len(decided) == 1:
         _send_writeback(*decided[0])
@@ -225,7 +266,7 @@ def _send_writebacks(decided: list[tuple[Ticket, TriageResult, str]]) -> None:
         writeback_batch.apply_async(kwargs={"items": [as_payload(*d) for d in decided]})
 
 
-def _send_writeback(ticket: Ticket, result: TriageResult, vector: str) -> None:
+def _send_writeback(ticket: Ticket, result: TriageResult, vector: str | np.ndarray) -> None:
     writeback.apply_async(kwargs=as_payload(ticket, result, vector))
 
 

@@ -231,6 +231,38 @@ def test_callback_gets_exactly_one_signed_call_per_result(
         assert call.headers["idempotency-key"] == f"category:api:{call.json['ticket_id']}:r1"
 
 
+def test_a_worker_serving_writeback_writes_its_batches_back_itself(
+    start_worker: StartWorker, tiny_task: TinyTask
+) -> None:
+    """One process serves every queue (as the demo runs): a batch's results are written back in
+    the batch, with no message to its own queue; a ticket whose callback fails goes on alone as
+    a `writeback`, with its retries, and lands once."""
+    with CallbackReceiver() as receiver:
+        receiver.failing.set()
+        worker = start_worker(
+            classifier_threshold="0", callback_secret="cb-secret", retry_backoff_max_s="0.5"
+        )
+        tickets = make_tickets(tiny_task, 12, callback=receiver.url, revision="r1")
+        enqueue_many(tickets)
+        results = wait_results(tickets)  # stored before the callbacks are tried
+        deadline = time.monotonic() + 30
+        while receiver.refused < len(tickets) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        receiver.failing.clear()
+        while len(receiver.delivered()) < len(tickets) and time.monotonic() < deadline + 30:
+            time.sleep(0.05)
+        time.sleep(0.5)  # a second call, were there one, lands now
+        delivered = receiver.delivered()
+    assert receiver.refused >= len(tickets)
+    assert sorted(delivered) == sorted(t.id for t in tickets)
+    assert set(delivered.values()) == {1}
+    batches = [int(s.detail["batch"]) for r in results for s in r.trace if s.stage == "classifier"]
+    assert max(batches) > 1, "no batch formed: the test proves nothing"
+    log = worker.output()
+    assert "triage.writeback_batch[" not in log
+    assert "triage.writeback[" in log  # the refused ones, each alone
+
+
 def test_bad_messages_are_dead_lettered_and_the_worker_keeps_serving(
     start_worker: StartWorker, tiny_task: TinyTask, rdb: redis.Redis
 ) -> None:
