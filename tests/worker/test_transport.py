@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import redis
 from kombu import Connection, Consumer, Exchange, Producer, Queue
+from kombu.asynchronous import Hub
 
 from producer import wire
 from producer.names import CLASSIFY_QUEUE, CLASSIFY_TASK, bell_key
@@ -102,6 +103,38 @@ def test_a_message_is_recorded_unacked_before_the_consumer_sees_it(
     assert rdb.zscore("unacked_index", message.delivery_tag) == pytest.approx(time.time(), abs=5)
     message.ack()
     assert rdb.hlen("unacked") == 0 and rdb.zcard("unacked_index") == 0
+
+
+def test_in_an_event_loop_a_turns_acks_are_written_together(
+    conn: Connection, rdb: redis.Redis
+) -> None:
+    """Acks made in one loop turn leave the unacked record in one pipeline, on the turn's tick
+    (before the loop polls again), and the last ones when the channel closes."""
+    hub = Hub()
+    conn.transport.register_with_event_loop(conn.connection, hub)
+    push(rdb, 5)
+    channel = conn.default_channel
+    seen = consume(channel)
+    drain(conn, seen, 5)
+    sent: list[int] = []
+    execute = redis.client.Pipeline.execute
+
+    def counting(pipe: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(len(pipe.command_stack))
+        return execute(pipe, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(redis.client.Pipeline, "execute", counting)
+        for message, _ in seen[:4]:
+            message.ack()
+        assert rdb.hlen("unacked") == 5  # written with the turn's tick, not one by one
+        for tick in list(hub.on_tick):
+            tick()
+    assert sent == [8]  # four acks, two commands each, one round trip
+    assert rdb.hlen("unacked") == 1 and rdb.zcard("unacked_index") == 1
+    seen[4][0].ack()
+    channel.close()
+    assert rdb.hlen("unacked") == 0 and rdb.llen(QUEUE) == 0, "the last ack was lost on close"
 
 
 def test_a_worker_that_dies_after_the_pop_leaves_the_message_recorded(

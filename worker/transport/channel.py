@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from queue import Empty
@@ -30,7 +31,43 @@ _POP_SHA = hashlib.sha1(POP_SCRIPT.encode()).hexdigest()
 
 
 class QoS(kombu_redis.QoS):  # type: ignore[misc]
-    """kombu's QoS, minus the second write of a record the pop script already made."""
+    """kombu's QoS, minus the second write of a record the pop script already made, and with
+    acks written together.
+
+    kombu removes each acked message from the unacked record in a round trip of its own, on the
+    event loop that also takes the messages: a classify batch's 64 acks were 64 round trips in a
+    row. In an event loop (`Transport.register_with_event_loop`) an ack is written with the
+    others of the same loop turn, in one pipeline, before the loop next waits. Outside one (a
+    plain `Consumer`, `basic_get`) it is written at once. An ack whose write fails leaves its
+    message recorded: it comes back after the visibility timeout, as when kombu's ack fails.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._acked: deque[str] = deque()  # acked, not yet removed from the record in Redis
+
+    def ack(self, delivery_tag: str) -> None:
+        if not self.channel.connection.acks_together:
+            super().ack(delivery_tag)
+            return
+        self._acked.append(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)  # kombu's bookkeeping: the prefetch slot is free
+
+    def write_acks(self) -> None:
+        """Remove every message acked since the last call from the unacked record."""
+        tags: list[str] = []
+        with suppress(IndexError):
+            while True:
+                tags.append(self._acked.popleft())
+        if not tags:
+            return
+        try:
+            with self.pipe_or_acquire() as pipe:
+                for tag in tags:
+                    self._remove_from_indices(tag, pipe)
+                pipe.execute()
+        except self.channel.connection_errors as exc:
+            log.warning("could not write %d acks (%s); they come back later", len(tags), exc)
 
     def append(self, message: Any, delivery_tag: str) -> None:
         recorded: set[str] = self.channel.recorded
@@ -221,6 +258,11 @@ class Channel(kombu_redis.Channel):  # type: ignore[misc]
         with self.conn_or_acquire(client=kwargs.get("client")) as client:
             client.delete(bell_key(queue))
 
+    def close(self) -> None:
+        if self._qos is not None and not self.closed:
+            self._qos.write_acks()  # before kombu closes the pools (a warm shutdown's last acks)
+        super().close()
+
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
         with self.conn_or_acquire() as client, client.pipeline(transaction=True) as pipe:
@@ -232,3 +274,18 @@ class Transport(kombu_redis.Transport):  # type: ignore[misc]
     """kombu's Redis transport with `Channel`; `worker.transport.install` points kombu at it."""
 
     Channel = Channel
+    #: Acks are written together, once a loop turn (`QoS`): set once an event loop runs them.
+    acks_together = False
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        super().register_with_event_loop(connection, loop)
+        # The hub runs its tick callbacks after the turn's ready callbacks (Celery's acks
+        # among them) and before it polls: each turn's acks go in one pipeline, at once.
+        loop.on_tick.add(self._write_acks)
+        self.acks_together = True
+
+    def _write_acks(self) -> None:
+        for channel in list(self.cycle._channels):
+            qos = getattr(channel, "_qos", None)
+            if qos is not None:
+                qos.write_acks()
