@@ -67,11 +67,12 @@ LIMITS = {
     "direct": "CPU time of the classifier and embedder passes (two MiniLM passes over the same "
     "texts, batches cut by length); the neighbour search is one float32 product per batch over "
     "the local collection's mirrored vectors, under 1 ms a ticket",
-    "e2e": "direct's work plus, per classify batch, one write-back task (a Redis pipeline per "
-    "sink step, one Qdrant upsert committed through SQLite's WAL; with no frontier the unsure "
-    "tickets go to review in it) and Celery's overhead (each message popped, decoded and "
-    "acknowledged one at a time). They run in threads beside the model pass, but share its "
-    "GIL and its two cores: what they take, the pass loses",
+    "e2e": "direct's work plus, per classify batch, its write-back, run in the batch's thread "
+    "after its pass (a Redis pipeline per sink step, one Qdrant upsert committed through "
+    "SQLite's WAL; with no frontier the unsure tickets go to review in it), and Celery's "
+    "overhead (each message popped and decoded one at a time; a loop turn's acks in one "
+    "pipeline). They run beside the next batch's pass, but share its GIL and its two cores: "
+    "what they take, the pass loses",
     "naive": "a batch-of-one classifier and embedder pass per ticket, plus a write-back task per "
     "ticket (the single path: about 20 Redis round trips and a one-point upsert)",
     "single": "a batch-of-one first pass and the single write-back task; a ticket to an idle "

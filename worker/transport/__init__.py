@@ -27,7 +27,11 @@ it is in no queue and in no record, so no visibility timeout brings it back. Her
    any queue that still holds messages (a worker woken by a token may pop another of its queues,
    and its BRPOP has already taken one), and drops the bell of an empty queue; purge and delete
    drop it too.
-3. **Every worker, every URL.** kombu picks the transport class by the URL's scheme (``redis``
+3. **Acks together.** kombu removes an acked message from the record in a round trip of its
+   own; in an event loop the acks of one loop turn (a classify batch's, say) go in one
+   pipeline, on the turn's tick before the loop polls again, and a closing channel writes what
+   is left (`channel.QoS`). A lost ack still only means a redelivery, which write-back absorbs.
+4. **Every worker, every URL.** kombu picks the transport class by the URL's scheme (``redis``
    for ``redis://`` and the embedded ``redis+socket://``, ``rediss`` for TLS), so `install`
    points those two aliases at `channel.Transport`. Celery's ``broker_transport`` setting cannot
    do it: kombu lets ``redis+socket://`` override it, and a class there skips kombu's ``rediss``
