@@ -4,7 +4,7 @@
 
 `bench.classify_one` runs the classify task's own code on a batch of one ticket, so the only
 difference from the batched design is per ticket: one forward pass, one neighbour search and one
-write-back task (a batch's results go in one write-back task).
+write-back (done in the task, as the batched worker writes a whole batch's back in its task).
 Messages go on the classify queue with the same envelope `producer.enqueue_many` writes.
 """
 

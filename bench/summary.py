@@ -73,10 +73,10 @@ LIMITS = {
     "overhead (each message popped and decoded one at a time; a loop turn's acks in one "
     "pipeline). They run beside the next batch's pass, but share its GIL and its two cores: "
     "what they take, the pass loses",
-    "naive": "a batch-of-one classifier and embedder pass per ticket, plus a write-back task per "
-    "ticket (the single path: about 20 Redis round trips and a one-point upsert)",
-    "single": "a batch-of-one first pass and the single write-back task; a ticket to an idle "
-    "worker does not wait for the batch timer",
+    "naive": "a batch-of-one classifier and embedder pass per ticket, plus a write-back per "
+    "ticket in its task (about 20 Redis round trips and a one-point upsert)",
+    "single": "a batch-of-one first pass and its write-back, in the same task; a ticket to an "
+    "idle worker does not wait for the batch timer",
     "gpu": "on a GPU: the bf16 matmul rate; on a CPU: a tiny model, no GPU figure",
     "memory": "the classifier and embedder weights, torch's allocator, the local Qdrant index "
     "(float64 in qdrant-client) and its float32 search mirror",

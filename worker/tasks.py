@@ -47,11 +47,11 @@ def serve_here(*, escalate: bool, writeback: bool) -> None:
 
     `writeback` (a threads or solo pool that serves the writeback queue, and
     `TRIAGE_WRITEBACK_INLINE`): a classify batch writes its results back itself, in its own
-    thread after its pass, instead of sending them to this same process through Redis. The
-    message cost more than the writing: each result dumped to JSON, pushed, popped, decoded and
-    validated again, about a third of a worker's CPU outside the model pass, all of it holding
-    the GIL the pass needs. Not under prefork: a slow callback would count against the
-    classify time limit, which kills the child.
+    thread after its pass, instead of sending them to this same process through Redis: each
+    result dumped to JSON, pushed, popped, decoded and validated again, holding the GIL the
+    next batch's pass needs (a quarter of the GIL time outside the pass in a profile of the
+    `e2e` bench). Not under prefork: a slow callback would count against the classify time
+    limit, which kills the child.
     """
     global _serves_escalate, _writes_back
     _serves_escalate, _writes_back = escalate, writeback
