@@ -118,7 +118,9 @@ class FillingBatches(Batches):  # type: ignore[misc]
         # Called again when the consumer restarts after a lost broker connection, which clears
         # its timer, and with it the flush tick celery-batches starts only once: a partial batch
         # then waited for 64 more arrivals (70 s in the Redis-restart fault test). Start it
-        # again, at once if tickets are waiting.
+        # again, at once if tickets are waiting (cancelling the old one, should it still run).
+        if self._tref is not None:
+            self._tref.cancel()
         self._tref = None
         if self._buffer.qsize():
             self._tref = consumer.timer.call_repeatedly(self.flush_interval, self._do_flush)

@@ -55,10 +55,7 @@ class QoS(kombu_redis.QoS):  # type: ignore[misc]
 
     def write_acks(self) -> None:
         """Remove every message acked since the last call from the unacked record."""
-        tags: list[str] = []
-        with suppress(IndexError):
-            while True:
-                tags.append(self._acked.popleft())
+        tags = [self._acked.popleft() for _ in range(len(self._acked))]
         if not tags:
             return
         try:
