@@ -1,5 +1,7 @@
-"""The cascade policy: plain code that the worker and the evaluation both run.
+"""The cascade policy: plain code that the worker, tuning and the evaluation all run.
 
+The rule lives here once: `mix` blends the classifier with the neighbour vote, `decide` says who
+labels a ticket (`decide_all` is the same rule over arrays, for tuning's threshold search).
 `first_pass` labels a batch with one classifier pass, one embedder pass and one Qdrant query
 batch; what it is unsure of comes back marked for escalation. `escalate` asks the frontier about
 one ticket, with its neighbours as examples, and falls back to human review.
@@ -22,7 +24,7 @@ from pydantic import BaseModel, Field
 from models.frontier import FrontierClient, SpendBudget
 from models.settings import ModelSettings
 from models.vectors import PackedVector, pack
-from models.vote import mix, neighbour_vote
+from models.vote import neighbour_vote
 from producer.errors import BudgetExceeded, FrontierRefused, ModelError
 from producer.labelset import LabelSet
 from producer.schemas import DecidedBy, Neighbour, StageTrace, Status, Ticket, TriageResult
@@ -34,6 +36,8 @@ POLICY_FILE = "policy.json"
 
 #: Why a ticket went to human review when there is no frontier to ask.
 NO_FRONTIER = "no frontier API configured (TRIAGE_FRONTIER_PROVIDER=none)"
+#: A threshold no confidence reaches: switches a stage off.
+NEVER = 1.01
 
 
 class Policy(BaseModel):
@@ -46,6 +50,12 @@ class Policy(BaseModel):
     neighbours: int = 10
     vote_temperature: float = 0.05
     human_weight: float = 2.0
+
+    def deciding(self, *, classifier: float = NEVER, retrieval: float = NEVER) -> Policy:
+        """This policy with these thresholds: a stage given none never decides."""
+        return self.model_copy(
+            update={"classifier_threshold": classifier, "retrieval_threshold": retrieval}
+        )
 
     def save(self, path: Path, tuning: dict[str, Any] | None = None) -> None:
         """Write the policy as JSON; `tuning` (how it was chosen) rides along for people."""
@@ -105,6 +115,40 @@ class TaskModels:
     version: str
 
 
+def mix(
+    classifier_probs: np.ndarray, vote: np.ndarray | None, classifier_weight: float
+) -> np.ndarray:
+    """Convex mix of the two distributions; the classifier alone when there is no vote."""
+    if vote is None:
+        return classifier_probs
+    return classifier_weight * classifier_probs + (1.0 - classifier_weight) * vote
+
+
+def decide(clf_conf: float, mix_conf: float, policy: Policy) -> DecidedBy | None:
+    """Who labels a ticket: the classifier alone when sure enough, else the mix, else nobody
+    (None: escalate). `clf_conf` and `mix_conf` are the top probabilities of each."""
+    if clf_conf >= policy.classifier_threshold:
+        return "classifier"
+    if mix_conf >= policy.retrieval_threshold:
+        return "retrieval"
+    return None
+
+
+def decide_all(
+    clf_conf: np.ndarray,
+    mix_conf: np.ndarray,
+    classifier_threshold: np.ndarray | float,
+    retrieval_threshold: np.ndarray | float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`decide` over arrays that broadcast together (tuning tries grids of thresholds at once).
+
+    Returns two masks: decided by the classifier, decided by the mix; where neither, escalate.
+    """
+    by_classifier = clf_conf >= classifier_threshold
+    by_mix = ~by_classifier & (mix_conf >= retrieval_threshold)
+    return by_classifier, by_mix
+
+
 def first_pass(
     tickets: Sequence[Ticket],
     *,
@@ -157,13 +201,10 @@ def first_pass(
                 detail={"neighbours": len(found[i]), "batch_ms": round(ret_ms, 2)},
             ),
         ]
-        decided_by: DecidedBy | None
-        if clf[clf_top] >= policy.classifier_threshold:
-            decided_by, label, confidence = "classifier", names[clf_top], float(clf[clf_top])
-        elif mixed[mixed_top] >= policy.retrieval_threshold:
-            decided_by, label, confidence = "retrieval", names[mixed_top], float(mixed[mixed_top])
-        else:
-            decided_by, label, confidence = None, names[mixed_top], float(mixed[mixed_top])
+        decided_by = decide(float(clf[clf_top]), float(mixed[mixed_top]), policy)
+        # The classifier's label when it decides; else the mix's, decided or suggested.
+        top, probs_of = (clf_top, clf) if decided_by == "classifier" else (mixed_top, mixed)
+        label, confidence = names[top], float(probs_of[top])
         trace.append(
             StageTrace(
                 stage="cascade",

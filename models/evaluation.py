@@ -40,8 +40,6 @@ from producer.schemas import Neighbour, Ticket, TriageResult
 
 CONFIGS = ("frontier", "frontier+rag", "retrieval", "fine-tune", "cascade")
 FRONTIER_CONFIGS = frozenset({"frontier", "frontier+rag"})
-#: A threshold no confidence reaches: switches a stage off.
-NEVER = 1.01
 
 
 @dataclass(frozen=True)
@@ -132,22 +130,11 @@ class Harness:
             return self.policy, self.classifier, self.embed, self.search
         if name == "fine-tune":
             threshold = self.classifier_alone_threshold or self.policy.classifier_threshold
-            policy = self.policy.model_copy(
-                update={
-                    "classifier_weight": 1.0,
-                    "classifier_threshold": threshold,
-                    "retrieval_threshold": NEVER,
-                }
-            )
-            return policy, self.classifier, _no_embed, _no_search
+            policy = self.policy.model_copy(update={"classifier_weight": 1.0})
+            return policy.deciding(classifier=threshold), self.classifier, _no_embed, _no_search
         threshold = self.retrieval_alone_threshold or self.policy.retrieval_threshold
-        policy = self.policy.model_copy(
-            update={
-                "classifier_weight": 0.0,
-                "classifier_threshold": NEVER,
-                "retrieval_threshold": threshold,
-            }
-        )
+        policy = self.policy.model_copy(update={"classifier_weight": 0.0})
+        policy = policy.deciding(retrieval=threshold)
         n = len(self.labels)
         uniform = TaskModels(
             labels=self.labels,

@@ -3,11 +3,11 @@
 On the adapter's held-out tickets (never seen in training), for each mix of classifier and
 neighbour vote (classifier weight x vote temperature) the first pass runs once with every stage
 switched off (`first_pass` itself mixes, so tuning and the worker cannot disagree on how). The
-two thresholds are then a grid search over the recorded confidences, with the worker's rule:
-the classifier alone decides at ``classifier_threshold``, else the mix at
-``retrieval_threshold``, else the ticket escalates. The mix is chosen by cross-validated
-coverage (thresholds picked on k-1 folds, scored on the k-th), because a thousand tickets are
-too few to read a 99% precision off the same tickets the thresholds were fitted on.
+two thresholds are then a grid search over the recorded confidences, with the worker's rule
+itself (`models.cascade.decide_all`, over every threshold pair at once). The mix is chosen by
+cross-validated coverage (thresholds picked on k-1 folds, scored on the k-th), because a
+thousand tickets are too few to read a 99% precision off the same tickets the thresholds were
+fitted on.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from models.cascade import Embed, Policy, Search, TaskModels, first_pass
+from models.cascade import NEVER, Embed, Policy, Search, TaskModels, decide_all, first_pass
 from models.data import LabelledText
-from models.evaluation import NEVER
 from producer.schemas import Ticket
 
 #: Source of the tuning tickets (`tuning_ticket`).
@@ -150,12 +149,7 @@ def tune(
     n = len(truth)
     off = np.zeros(n)
     return TuneReport(
-        policy=policy.model_copy(
-            update={
-                "classifier_threshold": chosen.classifier,
-                "retrieval_threshold": chosen.retrieval,
-            }
-        ),
+        policy=policy.deciding(classifier=chosen.classifier, retrieval=chosen.retrieval),
         target=target,
         cv_coverage=coverage,
         cv_precision=precision,
@@ -186,9 +180,7 @@ def record(
     policy: Policy,
 ) -> Signals:
     """Run the first pass with no stage allowed to decide; keep both stages' confidences."""
-    undecided = policy.model_copy(
-        update={"classifier_threshold": NEVER, "retrieval_threshold": NEVER}
-    )
+    undecided = policy.deciding()
     firsts = []
     for start in range(0, len(tickets), 256):
         firsts += first_pass(
@@ -214,10 +206,12 @@ def choose(
     """
     grid_c = _grid(signals.clf_conf) if clf else np.array([NEVER])
     grid_m = _grid(signals.mix_conf) if mix else np.array([NEVER])
-    by_clf = signals.clf_conf[None, :] >= grid_c[:, None]  # (C, n)
-    by_mix = signals.mix_conf[None, :] >= grid_m[:, None]  # (M, n)
-    auto = by_clf[:, None, :] | by_mix[None, :, :]  # (C, M, n)
-    ok = np.where(by_clf[:, None, :], signals.clf_ok, signals.mix_ok) & auto
+    # Every (classifier, retrieval) threshold pair at once: (C, 1, n) and (C, M, n) masks.
+    by_clf, by_mix = decide_all(
+        signals.clf_conf, signals.mix_conf, grid_c[:, None, None], grid_m[None, :, None]
+    )
+    auto = by_clf | by_mix
+    ok = (by_clf & signals.clf_ok) | (by_mix & signals.mix_ok)
     accepted = auto.sum(axis=2)
     coverage = accepted / max(1, len(signals.clf_conf))
     right = ok.sum(axis=2)
@@ -255,10 +249,9 @@ def cross_validate(signals: Signals, target: TuneTarget, folds: np.ndarray) -> t
         fit, held = folds != k, folds == k
         t = choose(_subset(signals, fit), target)
         s = _subset(signals, held)
-        by_clf = s.clf_conf >= t.classifier
-        a = by_clf | (s.mix_conf >= t.retrieval)
-        auto[held] = a
-        ok[held] = a & np.where(by_clf, s.clf_ok, s.mix_ok)
+        by_clf, by_mix = decide_all(s.clf_conf, s.mix_conf, t.classifier, t.retrieval)
+        auto[held] = by_clf | by_mix
+        ok[held] = (by_clf & s.clf_ok) | (by_mix & s.mix_ok)
     coverage = float(auto.mean())
     return coverage, float(ok.sum() / auto.sum()) if auto.any() else 0.0
 

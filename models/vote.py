@@ -1,4 +1,7 @@
-"""The neighbour vote, and how it mixes with the classifier's probabilities."""
+"""The neighbour vote: a label distribution from the nearest labelled tickets.
+
+How it mixes with the classifier, and who then decides, is the cascade's rule (`models.cascade`).
+"""
 
 from __future__ import annotations
 
@@ -29,12 +32,3 @@ def neighbour_vote(
         vote[labels.index[n.label]] += w
     normalised: np.ndarray = vote / vote.sum()
     return normalised
-
-
-def mix(
-    classifier_probs: np.ndarray, vote: np.ndarray | None, classifier_weight: float
-) -> np.ndarray:
-    """Convex mix of the two distributions; the classifier alone when there is no vote."""
-    if vote is None:
-        return classifier_probs
-    return classifier_weight * classifier_probs + (1.0 - classifier_weight) * vote

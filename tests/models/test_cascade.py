@@ -6,11 +6,24 @@ from collections.abc import Sequence
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from models.cascade import FirstPass, Policy, TaskModels, escalate, first_pass, give_up
+from models.cascade import (
+    NEVER,
+    FirstPass,
+    Policy,
+    TaskModels,
+    decide,
+    decide_all,
+    escalate,
+    first_pass,
+    give_up,
+    mix,
+)
 from models.frontier import FrontierAnswer
 from models.vectors import unpack
-from models.vote import mix, neighbour_vote
+from models.vote import neighbour_vote
 from producer import LabelSet, Neighbour, Ticket
 from producer.errors import BudgetExceeded, FrontierRefused
 
@@ -112,7 +125,7 @@ def unsure(confidence: float = 0.5) -> FirstPass:
     [fp] = run(
         [[confidence, 1 - confidence, 0.0]],
         [[]],
-        Policy(classifier_threshold=1.01, retrieval_threshold=1.01),
+        Policy().deciding(),
     )
     return fp
 
@@ -160,3 +173,25 @@ def test_give_up_keeps_the_trace() -> None:
     fp = unsure()
     result = give_up(fp, "frontier unavailable after 6 tries")
     assert result.trace == fp.trace and result.status == "needs_review"
+
+
+# Round values too: ties with a threshold are where two restatements of a rule part ways.
+confidences = st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 0.5, 0.8, 0.9, 1.0]))
+thresholds = st.one_of(confidences, st.just(NEVER))
+
+
+@given(
+    tickets=st.lists(st.tuples(confidences, confidences), min_size=1, max_size=30),
+    pairs=st.lists(st.tuples(thresholds, thresholds), min_size=1, max_size=6),
+)
+def test_decide_all_is_decide_over_a_grid_of_thresholds(
+    tickets: list[tuple[float, float]], pairs: list[tuple[float, float]]
+) -> None:
+    clf, mixed = (np.array(column) for column in zip(*tickets, strict=True))
+    grid_c, grid_m = (np.array(column)[:, None] for column in zip(*pairs, strict=True))
+    by_clf, by_mix = decide_all(clf, mixed, grid_c, grid_m)
+    for j, (classifier, retrieval) in enumerate(pairs):
+        policy = Policy(classifier_threshold=classifier, retrieval_threshold=retrieval)
+        decided = [decide(c, m, policy) for c, m in tickets]
+        assert by_clf[j].tolist() == [d == "classifier" for d in decided]
+        assert by_mix[j].tolist() == [d == "retrieval" for d in decided]
