@@ -242,10 +242,10 @@ def escalate(
     """Ask the frontier about one unsure ticket; human review when that is not possible.
 
     `FrontierUnavailable` (retryable) propagates so the caller can retry with backoff and call
-    `give_up` after its last try. Everything else ends in a result.
+    `review_after_retries` after its last try. Everything else ends in a result.
     """
     if frontier is None:
-        return give_up(first, NO_FRONTIER, enqueued_at=enqueued_at)
+        return review_without_frontier(first, enqueued_at=enqueued_at)
     try:
         if budget is not None:
             budget.check()
@@ -296,6 +296,25 @@ def escalate(
     return _result(
         first, answer.label, confidence, "frontier", "labelled", None, trace, enqueued_at
     )
+
+
+def review_without_frontier(first: FirstPass, *, enqueued_at: str | None = None) -> TriageResult:
+    """An unsure ticket to human review because no frontier is configured (as `escalate` does
+    with none: a worker that knows so can skip the escalate task)."""
+    return give_up(first, NO_FRONTIER, enqueued_at=enqueued_at)
+
+
+def review_after_retries(
+    first: FirstPass,
+    error: BaseException,
+    *,
+    tries: int | None = None,
+    enqueued_at: str | None = None,
+) -> TriageResult:
+    """An unsure ticket to human review once the frontier stayed unavailable through the
+    retries (`tries`, when the caller counted them)."""
+    after = f" after {tries} tries" if tries is not None else ""
+    return give_up(first, f"frontier unavailable{after}: {error}", enqueued_at=enqueued_at)
 
 
 def give_up(first: FirstPass, reason: str, *, enqueued_at: str | None = None) -> TriageResult:

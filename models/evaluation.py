@@ -29,7 +29,7 @@ from models.cascade import (
     TaskModels,
     escalate,
     first_pass,
-    give_up,
+    review_after_retries,
 )
 from models.data import LabelledText
 from models.frontier import FrontierClient
@@ -190,7 +190,7 @@ class Harness:
                 )
             except RetryableError as exc:
                 # The client already retried with backoff; the worker would now give up too.
-                return give_up(fp, f"frontier unavailable: {exc}")
+                return review_after_retries(fp, exc)
 
         if self.frontier is None:
             return [one(fp) for fp in firsts]

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from models.cascade import (
     NEVER,
+    NO_FRONTIER,
     FirstPass,
     Policy,
     TaskModels,
@@ -18,8 +19,9 @@ from models.cascade import (
     decide_all,
     escalate,
     first_pass,
-    give_up,
     mix,
+    review_after_retries,
+    review_without_frontier,
 )
 from models.frontier import FrontierAnswer
 from models.vectors import unpack
@@ -169,10 +171,18 @@ def test_disagreement_with_a_confident_first_pass_goes_to_review() -> None:
     assert "first pass 'a'" in (result.reason or "")
 
 
-def test_give_up_keeps_the_trace() -> None:
+def test_the_worker_fallbacks_send_the_suggestion_to_review_with_the_trace() -> None:
     fp = unsure()
-    result = give_up(fp, "frontier unavailable after 6 tries")
-    assert result.trace == fp.trace and result.status == "needs_review"
+    without = escalate(fp, labels=LABELS, frontier=None, budget=None, policy=Policy())
+    at = {"decided_at"}  # a clock reading, not a decision
+    assert review_without_frontier(fp).model_dump(exclude=at) == without.model_dump(exclude=at)
+    assert without.reason == NO_FRONTIER
+    retried = review_after_retries(fp, TimeoutError("read timed out"), tries=6)
+    assert retried.reason == "frontier unavailable after 6 tries: read timed out"
+    assert review_after_retries(fp, TimeoutError("x")).reason == "frontier unavailable: x"
+    for result in (without, retried):
+        assert result.trace == fp.trace and result.status == "needs_review"
+        assert (result.label, result.confidence) == (fp.label, fp.confidence)
 
 
 # Round values too: ties with a threshold are where two restatements of a rule part ways.
