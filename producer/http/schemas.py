@@ -1,0 +1,24 @@
+"""Bodies of the HTTP API that are not the service's contract (`producer.schemas`): what an
+enqueue answers, and a person's label sent as feedback."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from producer.schemas import Name
+
+
+class Accepted(BaseModel):
+    id: str
+    source: str
+    duplicate: bool = Field(description="this revision was enqueued before; not sent again")
+
+
+class Feedback(BaseModel):
+    """A human's label for a ticket; the text is needed to index it and to train on it."""
+
+    label: str = Field(min_length=1, max_length=128)
+    task: Name = "category"
+    subject: str = ""
+    body: str = ""
+    note: str | None = Field(default=None, max_length=1000)
