@@ -38,7 +38,7 @@ def main() -> None:
             for i in range(args.lines):
                 fh.write(json.dumps({"id": str(i), "subject": "Card", "body": f"ticket {i}"}))
                 fh.write("\n")
-        cmd = [sys.executable, "-m", "worker.cli", "backfill", str(src)]
+        cmd = [sys.executable, "-m", "cli.main", "backfill", str(src)]
         cmd += ["--chunk-size", str(args.chunk_size)]
         # No consumer drains the queue here: lift the back-pressure cap, or the run would wait
         # for room once the queue holds TRIAGE_MAX_QUEUE_DEPTH messages.

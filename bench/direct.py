@@ -1,8 +1,8 @@
 """`direct`: the cascade's first pass called in-process on Banking77 test tickets: the ceiling.
 
-The same call the classify task makes (`worker.pipeline.run_first_pass`), on batches of the
-worker's batch size, with the same models, index and settings as the queued benches; no queue,
-no write-back.
+The same call the classify task makes (`worker.batches.first_pass.run_first_pass`), on
+batches of the worker's batch size, with the same models, index and settings as the queued
+benches; no queue, no write-back.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from bench.harness import (
 def run(opts: Options) -> dict[str, Any]:
     with _settings(serving_env(opts, "direct")):
         from worker import resources
-        from worker.pipeline import run_first_pass
+        from worker.batches.first_pass import run_first_pass
         from worker.process import passive_threads
         from worker.settings import get_settings
 

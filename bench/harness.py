@@ -156,7 +156,7 @@ def serving_env(opts: Options, name: str) -> dict[str, str]:
 def worker_process(
     opts: Options,
     name: str,
-    module: str = "worker.cli",
+    module: str = "cli.main",
     args: Sequence[str] = ("worker",),
     env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:

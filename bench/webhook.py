@@ -48,7 +48,7 @@ def main() -> None:
         "TRIAGE_WEBHOOK_SOURCES": '["generic"]',
         "TRIAGE_WEBHOOK_SECRETS": json.dumps({"generic": [SECRET]}),
     }
-    cmd = [sys.executable, "-m", "worker.cli", "serve", "--port", str(port), "-l", "warning"]
+    cmd = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "-l", "warning"]
     server = subprocess.Popen(cmd, cwd=ROOT, env=env)
     try:
         url = f"http://127.0.0.1:{port}"

@@ -12,10 +12,10 @@ from typing import Any
 import yaml
 from click.testing import CliRunner
 
+from cli.main import main
 from models.settings import ModelSettings
 from producer.http.settings import HttpSettings
 from producer.settings import ProducerSettings
-from worker.cli import main
 from worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[1]

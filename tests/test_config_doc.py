@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings
 
-from worker import config_doc
+from cli import config_doc
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_configuration_md_is_up_to_date() -> None:
     written = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert written == config_doc.render(), (
-        "docs/configuration.md is out of date: python -m worker.config_doc > docs/configuration.md"
+        "docs/configuration.md is out of date: python -m cli.config_doc > docs/configuration.md"
     )
 
 

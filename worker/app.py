@@ -1,7 +1,7 @@
 """The Celery app: broker, queues, routes and delivery guarantees, all declared here.
 
 Delivery is at least once, and every setting below serves that; each says why. The write-back
-is idempotent (`worker.sinks`), so a message delivered twice is written once.
+is idempotent (`worker.writeback.path`), so a message delivered twice is written once.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def run_worker(
     classify = CLASSIFY_QUEUE in queues
     # Threads for classify too: a batch runs beside the event loop, so the next one's messages
     # are taken, and the last one's write-back runs, while torch (which releases the GIL) is in
-    # its pass; the passes themselves take turns (`worker.pipeline`).
+    # its pass; the passes themselves take turns (`worker.batches.first_pass`).
     pool = pool or "threads"
     inline = WRITEBACK_QUEUE in queues and pool != "prefork" and get_settings().writeback_inline
     serve_here(escalate=ESCALATE_QUEUE in queues, writeback=inline)
@@ -64,7 +64,7 @@ def run_worker(
         # A child reports for work after its warm-up; Celery kills one silent for 4 s, which
         # would kill every child (and its replacement) still loading a model.
         app.conf.worker_proc_alive_timeout = WARMUP_TIMEOUT_S
-    from worker import observe
+    from worker.observe import setup as observe
 
     observe.install(queues, pool)  # timings, /metrics, heartbeat, log format
     argv = [

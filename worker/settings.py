@@ -78,7 +78,7 @@ class WorkerSettings(BaseSettings):
     # Observability (see docs/observability.md).
     #: Port of this worker's Prometheus exporter (/metrics); 0: none. One port per worker node:
     #: its solo or threads pool runs every task in the one process that serves the port (prefork
-    #: children report through a multiprocess directory the worker sets up, `worker.observe`).
+    #: children report through a multiprocess directory the worker sets up, `worker.observe.setup`).
     metrics_port: int = Field(default=0, ge=0, le=65535)
     #: Address the exporter listens on; all interfaces, so Prometheus can scrape a container.
     #: The metrics hold counts and latencies only, never ticket text.
@@ -118,7 +118,7 @@ class WorkerSettings(BaseSettings):
 
     @property
     def writeback_lease_s(self) -> int:
-        """How long one write-back of a ticket revision excludes another (see `worker.sinks`)."""
+        """How long one write-back of a ticket revision excludes another (`worker.writeback`)."""
         return self.writeback_time_limit_s
 
 

@@ -19,14 +19,10 @@ from typing import Any, ClassVar, Protocol
 import httpx
 
 from models.frontier.prompt import FrontierPrompt, build_prompt
-from models.frontier.retry import (
-    MAX_INLINE_WAIT_S,
-    backoff_s,
-    is_retryable_status,
-    parse_retry_after,
-)
+from models.frontier.retryable import inline_wait_s, is_retryable_status
 from models.frontier.tool import TOOL_NAME, parse_arguments
 from models.settings import ModelSettings
+from producer.backoff import parse_retry_after
 from producer.errors import FrontierRefused, FrontierUnavailable
 from producer.labelset import LabelSet
 from producer.schemas import Neighbour, Ticket
@@ -190,8 +186,8 @@ class HttpFrontierClient(ABC):
                     f"{_excerpt(response.text)}",
                     retry_after_s=parse_retry_after(response.headers.get("retry-after")),
                 )
-            wait = backoff_s(attempt, self._settings.frontier_backoff_s, failure.retry_after_s)
-            if attempt == tries - 1 or wait > MAX_INLINE_WAIT_S:
+            wait = inline_wait_s(attempt, self._settings.frontier_backoff_s, failure.retry_after_s)
+            if attempt == tries - 1 or wait is None:
                 raise failure from cause
             logger.warning(
                 "frontier %s try %d/%d failed (%s); retrying in %.2fs",

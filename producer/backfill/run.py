@@ -7,6 +7,7 @@ skipped as duplicates by the enqueue dedupe, so no ticket is enqueued twice.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from producer.backfill.reader import ByteCounter, Format, Row, open_rows, reject_line, row_to_ticket
+from producer.backoff import backoff_s
 from producer.client import send_tickets
 from producer.errors import InvalidTicket, QueueFull
 from producer.schemas import Ticket
@@ -163,14 +165,14 @@ def _send_when_room(
 ) -> list[bool]:
     """`send_tickets`, waiting while the queue is at its cap: a backfill is the load that cap
     is for, so it slows to the workers' pace instead of stopping."""
-    wait_s = 0.5
-    while True:
+    for attempt in itertools.count():
         try:
             return send_tickets(tickets, force=force, settings=settings)
         except QueueFull as exc:
+            wait_s = backoff_s(attempt, base_s=0.5, cap_s=10.0)
             log.info("%s; the backfill waits %.1f s", exc, wait_s)
             time.sleep(wait_s)
-            wait_s = min(wait_s * 2, 10.0)
+    raise AssertionError("unreachable: the loop returns or raises")
 
 
 def _validate(

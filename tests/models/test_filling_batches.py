@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from worker import batching
+from worker.batches import filling as batching
 
 
 class Recorder(batching.FillingBatches):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cli.main import main
 from models.adapters import AdapterSet
 from models.cascade import POLICY_FILE, Policy
 from models.classifier import Classifier
@@ -22,7 +23,6 @@ from models.training import HELDOUT_FILE, TrainConfig, train
 from producer.labelset import LabelSet
 from tests.factories import sample
 from tests.wire_servers import OpenAIServer
-from worker.cli import main
 
 BANKING = examples_dir() / "banking77"
 pytestmark = pytest.mark.slow

@@ -213,7 +213,7 @@ def test_the_worker_parent_does_not_import_torch() -> None:
     # What the main process of `triage worker` imports before its pool forks: no torch, so no
     # CUDA either; models load in the process that serves them.
     code = (
-        "import sys, worker.cli, worker.app, worker.tasks, worker.runner; "
+        "import sys, cli.main, worker.app, worker.tasks, worker.runner; "
         "print(sorted({'torch', 'transformers'} & set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -85,5 +85,5 @@ def test_http_app_and_backfill_stay_light() -> None:
 def test_the_command_line_loads_heavy_parts_only_when_a_command_runs() -> None:
     # `triage status`, `triage enqueue`, `--help`: every command's module is imported up front.
     heavy = {"torch", "transformers", "fastapi", "qdrant_client"}
-    loaded = _loaded_after("worker.cli")
+    loaded = _loaded_after("cli.main")
     assert loaded.isdisjoint(heavy), sorted(loaded & heavy)

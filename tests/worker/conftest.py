@@ -133,7 +133,7 @@ def start_worker(tiny_task: TinyTask, redis_url: str, tmp_path: Path) -> Iterato
         log = tmp_path / f"worker{len(started)}.log"
         with log.open("wb") as fh:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "worker", "-Q", queues, "-l", "INFO"],
+                [sys.executable, "-m", "cli.main", "worker", "-Q", queues, "-l", "INFO"],
                 cwd=ROOT,
                 env=full_env,
                 stdout=fh,

@@ -15,9 +15,9 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from cli.main import main
 from producer.names import CLASSIFY_QUEUE, result_key
 from producer.schemas import TriageResult
-from worker.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -97,7 +97,7 @@ def test_killed_backfill_resumes_with_every_ticket_once(
     rdb: redis.Redis, redis_url, tmp_path
 ) -> None:
     src = write_jsonl(tmp_path / "big.jsonl", 3000)
-    cmd = [sys.executable, "-m", "worker.cli", "backfill", str(src), "--rate", "1500"]
+    cmd = [sys.executable, "-m", "cli.main", "backfill", str(src), "--rate", "1500"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while rdb.llen(CLASSIFY_QUEUE) < 600 and time.monotonic() < deadline:
@@ -117,7 +117,7 @@ def test_100k_lines_are_enqueued_with_flat_memory(rdb: redis.Redis, redis_url, t
     import psutil
 
     src = write_jsonl(tmp_path / "100k.jsonl", 100_000)
-    cmd = [sys.executable, "-m", "worker.cli", "backfill", str(src), "--chunk-size", "1000"]
+    cmd = [sys.executable, "-m", "cli.main", "backfill", str(src), "--chunk-size", "1000"]
     errors = tmp_path / "stderr.txt"
     with errors.open("wb") as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)

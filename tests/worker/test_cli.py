@@ -7,8 +7,8 @@ import json
 import redis
 from click.testing import CliRunner
 
+from cli.main import main
 from producer.names import CLASSIFY_QUEUE
-from worker.cli import main
 
 
 def test_enqueue_from_stdin_prints_ids(rdb: redis.Redis) -> None:

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from producer.http.metrics import Metrics
 from producer.queue_stats import QueueCollector
-from worker.metrics import StateCollector, WorkerMetrics
+from worker.observe.metrics import StateCollector, WorkerMetrics
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "ticket-triage.json"
 SUFFIXES = {

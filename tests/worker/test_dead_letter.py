@@ -9,6 +9,7 @@ from typing import Any
 import redis
 from click.testing import CliRunner
 
+from cli.main import main
 from producer import Ticket
 from producer.names import (
     CLASSIFY_QUEUE,
@@ -19,8 +20,7 @@ from producer.names import (
     WRITEBACK_QUEUE,
     WRITEBACK_TASK,
 )
-from worker.cli import main
-from worker.sinks import dead_letter
+from worker.writeback.dead_letter import dead_letter
 
 
 def _ticket(i: int) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from tests.receivers import CallbackReceiver
 from worker import settings as worker_settings
 from worker.app import app, broker_options
 from worker.settings import WorkerSettings, soft_limit_s
-from worker.sinks import WriteInProgress, write_back
+from worker.writeback.done import WriteInProgress
+from worker.writeback.path import write_back_one
 
 
 def test_the_visibility_timeout_is_set_everywhere_celery_reads_it() -> None:
@@ -76,14 +77,14 @@ def test_a_second_run_waits_for_the_lease_then_finds_the_work_done(
     with CallbackReceiver() as receiver:
         receiver.delay_s = 0.5  # the first run is inside its callback...
         t = Ticket(id="1", body="x", revision="r1", callback=receiver.url)  # type: ignore[arg-type]
-        first = threading.Thread(target=write_back, args=(t, result_for(t, "a"), []))
+        first = threading.Thread(target=write_back_one, args=(t, result_for(t, "a"), []))
         first.start()
         while not receiver.calls:
             threading.Event().wait(0.01)
         with pytest.raises(WriteInProgress) as busy:  # ...when the second one starts
-            write_back(t, result_for(t, "a"), [])
+            write_back_one(t, result_for(t, "a"), [])
         first.join()
-        again = write_back(t, result_for(t, "a"), [])
+        again = write_back_one(t, result_for(t, "a"), [])
         calls = len(receiver.calls)
     assert 0 < (busy.value.retry_after_s or 0) <= worker_settings.get_settings().writeback_lease_s
     assert calls == 1 and again["callback"] == "http 200"
@@ -94,22 +95,20 @@ def test_a_second_run_waits_for_the_lease_then_finds_the_work_done(
 def test_a_run_that_lost_its_lease_stops_before_the_next_sink(
     rdb: redis.Redis, lease_settings: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # As if this run was paused past its lease after the event sink, and another took over.
-    from worker import resources
+    # As if this run was paused past its lease during the event step, and another took over.
+    from worker.writeback.targets.event import Event
 
-    conn = resources.redis_conn()
     lease = written_key("category", "api", "2", "r1") + ":lease"
-    original = conn.hexists
+    original = Event.write
 
-    def hexists(name: str, key: str) -> bool:
-        if key == "event":
-            rdb.set(lease, "another run")
-        return bool(original(name, key))
+    def write(self: Event, r: redis.Redis, todo: list, deadline: float) -> None:
+        original(self, r, todo, deadline)
+        rdb.set(lease, "another run")
 
-    monkeypatch.setattr(conn, "hexists", hexists)
+    monkeypatch.setattr(Event, "write", write)
     with CallbackReceiver() as receiver:
         t = Ticket(id="2", body="x", revision="r1", callback=receiver.url)  # type: ignore[arg-type]
         with pytest.raises(WriteInProgress):
-            write_back(t, result_for(t, "a"), [])
+            write_back_one(t, result_for(t, "a"), [])
         assert receiver.calls == []
     assert rdb.get(lease) == "another run", "a run released a lease that was not its own"

@@ -10,12 +10,12 @@ import pytest
 import redis
 from click.testing import CliRunner
 
+from cli.main import main
 from models.drift import confidence_histogram, psi, total_variation
 from producer import Ticket
 from producer.schemas import StageTrace, TriageResult
 from tests.factories import result_for
-from worker.cli import main
-from worker.sinks import write_back
+from worker.writeback.path import write_back_one
 
 TRAIN_MIX = {"card_arrival": 50, "refund": 30, "pin_blocked": 20}
 N = 300
@@ -60,7 +60,9 @@ def _traffic(
     for i, label in enumerate(labels):
         ticket = Ticket(id=str(i), source="helpdesk", body=f"ticket {i}")
         frontier = i < escalated * N
-        write_back(ticket, _result(ticket, label, confidence[i % len(confidence)], frontier), [])
+        write_back_one(
+            ticket, _result(ticket, label, confidence[i % len(confidence)], frontier), []
+        )
         # Every (1/corrected)-th ticket gets another label from a human; every 7th a confirmation.
         if corrected and i % round(1 / corrected) == 0:
             feedback.append(_feedback(i, "something_else"))
@@ -152,7 +154,7 @@ def test_the_window_takes_the_newest_results(rdb, tmp_path, adapter) -> None:
     for i in range(200):
         ticket = Ticket(id=f"new-{i}", source="helpdesk", body="x")
         label = ["card_arrival"] * 10 + ["refund"] * 6 + ["pin_blocked"] * 4
-        write_back(ticket, _result(ticket, label[i % 20], AS_HELD_OUT[i % 20], i % 5 == 0), [])
+        write_back_one(ticket, _result(ticket, label[i % 20], AS_HELD_OUT[i % 20], i % 5 == 0), [])
     code, report = _drift(adapter, "--window", "200")
     assert code == 0, report
     assert report["tickets"] == 200
@@ -169,7 +171,7 @@ def test_the_measures() -> None:
 
 
 def test_the_feedback_default_is_the_http_apps() -> None:
+    from cli.drift import FEEDBACK_DEFAULT
     from producer.http.settings import HttpSettings
-    from worker.drift_cli import FEEDBACK_DEFAULT
 
     assert HttpSettings.model_fields["feedback_path"].default == FEEDBACK_DEFAULT

@@ -10,9 +10,10 @@ from datetime import datetime
 import pytest
 
 from producer import Ticket
-from worker import events_log
-from worker.events_log import EVENTS_LOGGER, JsonFormatter, logfmt, ticket_event
-from worker.metrics import get_metrics
+from worker.observe import events as events_log
+from worker.observe.events import EVENTS_LOGGER, ticket_event
+from worker.observe.logs import JsonFormatter, logfmt
+from worker.observe.metrics import get_metrics
 
 
 def test_an_event_is_one_line_of_key_value_pairs(caplog: pytest.LogCaptureFixture) -> None:

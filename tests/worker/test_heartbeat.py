@@ -6,7 +6,7 @@ import time
 
 import redis
 
-from worker.heartbeat import Heartbeat, live_workers
+from worker.observe.heartbeat import Heartbeat, live_workers
 
 
 def test_workers_sharing_a_node_name_are_listed_apart(rdb: redis.Redis, monkeypatch) -> None:

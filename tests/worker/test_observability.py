@@ -24,7 +24,7 @@ from tests.receivers import CallbackReceiver
 from tests.wire_servers import OpenAIServer
 from tests.worker.conftest import ROOT, StartWorker, TinyTask
 from tests.worker.test_end_to_end import make_tickets, wait_results
-from worker.heartbeat import live_workers
+from worker.observe.heartbeat import live_workers
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def wait_for(check: Callable[[], bool], timeout_s: float = 60) -> None:
 
 def triage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         capture_output=True,
@@ -212,7 +212,7 @@ def test_a_metrics_port_in_use_stops_the_worker_with_its_name(redis_url: str) ->
         taken.listen()
         port = taken.getsockname()[1]
         out = subprocess.run(
-            [sys.executable, "-m", "worker.cli", "worker", "-Q", "writeback"],
+            [sys.executable, "-m", "cli.main", "worker", "-Q", "writeback"],
             cwd=ROOT,
             env={
                 **os.environ,

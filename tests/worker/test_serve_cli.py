@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from cli.main import main
 from producer.http import settings as http_settings
-from worker.cli import main
 
 
 @pytest.fixture(autouse=True)

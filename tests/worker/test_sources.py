@@ -10,10 +10,10 @@ from producer.errors import SinkUnavailable
 from tests.factories import result_for
 from tests.ticket_systems import GitHub, Jira, Zendesk
 from worker import settings as worker_settings
-from worker.retry import backoff_s
-from worker.sinks import write_back
-from worker.sources import write_to_source
-from worker.sources.labels import plan
+from worker.retrying import backoff_s
+from worker.writeback.path import write_back_one
+from worker.writeback.targets.labels import plan
+from worker.writeback.targets.source import write_to_source
 
 
 @pytest.fixture
@@ -42,8 +42,8 @@ def test_github_label_is_written_once_per_revision(rdb: redis.Redis, configure) 
         configure(github_api_url=gh.url, github_token="ghp_test")
         gh.labels[("acme/app", 7)] = ["bug"]
         t = gh_ticket(["bug"])
-        first = write_back(t, result_for(t, "card_arrival"), [])
-        again = write_back(t, result_for(t, "card_arrival"), [])
+        first = write_back_one(t, result_for(t, "card_arrival"), [])
+        again = write_back_one(t, result_for(t, "card_arrival"), [])
         # A redelivery that lost its sink record reads the issue and sees the label is there.
         direct = write_to_source(t, result_for(t, "card_arrival"))
     assert first["source"] == again["source"] == "labelled" and direct == "already-set"
@@ -84,11 +84,11 @@ def test_github_429_retry_after_is_honoured(rdb: redis.Redis, configure) -> None
         gh.throttle(1, retry_after="42")
         t = gh_ticket([])
         with pytest.raises(SinkUnavailable) as caught:
-            write_back(t, result_for(t, "card_arrival"), [])
+            write_back_one(t, result_for(t, "card_arrival"), [])
         assert caught.value.retry_after_s == 42.0
         assert backoff_s(0, caught.value) >= 42.0
         # The retry finishes the job; the sinks done before the 429 are not redone.
-        done = write_back(t, result_for(t, "card_arrival"), [])
+        done = write_back_one(t, result_for(t, "card_arrival"), [])
     assert done["source"] == "labelled" and gh.writes == 1
     assert rdb.xlen("triage:events") == 1
 
@@ -105,7 +105,7 @@ def test_zendesk_tags_and_field_written_once(rdb: redis.Redis, configure) -> Non
         t = Ticket(
             id="123", source="zendesk", body="card?", revision="t0", metadata={"tags": ["vip"]}
         )
-        assert write_back(t, result_for(t, "Card Arrival"), [])["source"] == "labelled"
+        assert write_back_one(t, result_for(t, "Card Arrival"), [])["source"] == "labelled"
         assert write_to_source(t, result_for(t, "Card Arrival")) == "already-set"
     assert zd.tickets["123"]["tags"] == ["vip", "triage:card_arrival"]
     assert zd.tickets["123"]["custom_fields"] == [{"id": 99, "value": "Card Arrival"}]
@@ -142,8 +142,8 @@ def test_jira_labels_written_once_and_human_left_alone(rdb: redis.Redis, configu
         jira.labels["OPS-2"] = ["triage:human"]
         t1 = Ticket(id="OPS-1", source="jira", body="x", metadata={"labels": ["backend"]})
         t2 = Ticket(id="OPS-2", source="jira", body="x", metadata={"labels": []})
-        assert write_back(t1, result_for(t1, "card_arrival"), [])["source"] == "labelled"
-        assert write_back(t1, result_for(t1, "card_arrival"), [])["source"] == "labelled"
+        assert write_back_one(t1, result_for(t1, "card_arrival"), [])["source"] == "labelled"
+        assert write_back_one(t1, result_for(t1, "card_arrival"), [])["source"] == "labelled"
         assert write_to_source(t1, result_for(t1, "card_arrival")) == "already-set"
         assert write_to_source(t2, result_for(t2, "card_arrival")) == "human-marked"
         jira.throttle(1, retry_after="3")

@@ -8,8 +8,8 @@ import pytest
 import redis
 
 from producer.names import EVENTS_STREAM
-from worker import status
-from worker.status import count_decisions
+from worker.observe import status
+from worker.observe.status import count_decisions
 
 
 def add(rdb: redis.Redis, at_ms: int, decided_by: str, state: str) -> None:

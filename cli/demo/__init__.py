@@ -1,0 +1,1 @@
+"""`triage demo`: the whole job on one machine (embedded Redis, local Qdrant, packaged model)."""

@@ -1,0 +1,94 @@
+"""Running the first pass for a classify batch, so that one bad ticket never sinks the batch."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from models.cascade import FirstPass, first_pass
+from producer.errors import PermanentError, RetryableError
+from producer.names import CLASSIFY_TASK
+from producer.schemas import Neighbour, Ticket
+from worker import process, resources
+from worker.app import app
+from worker.retrying import backoff_s
+from worker.settings import get_settings
+from worker.writeback.dead_letter import dead_letter
+
+log = logging.getLogger(__name__)
+
+Item = tuple[Ticket, dict[str, Any]]
+#: One first pass at a time in a process: torch already spreads one pass over every core (a
+#: GPU's memory holds one batch's activations), and two at once only slow each other down. In a
+#: threads pool the next batch's messages, and the last one's write-back, run meanwhile.
+_one_pass = threading.Lock()
+
+
+def run_isolating(task: str, items: Sequence[Item]) -> list[tuple[FirstPass, dict[str, Any]]]:
+    """First pass over `items`; failures are retried later or dead-lettered, never raised.
+
+    A batch that crashes is split into single tickets, so a poison ticket ends in the
+    dead-letter list alone and the others go through.
+    """
+    try:
+        firsts = run_first_pass(task, [t for t, _ in items])
+        return list(zip(firsts, [k for _, k in items], strict=True))
+    except RetryableError as exc:
+        log.warning("first pass of %d %s tickets will be retried: %s", len(items), task, exc)
+        for item in items:
+            _retry_later(item, exc)
+    except PermanentError as exc:
+        for _, kwargs in items:
+            dead_letter(CLASSIFY_TASK, kwargs, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        if len(items) == 1:
+            dead_letter(CLASSIFY_TASK, items[0][1], f"model crashed on this ticket: {exc!r}")
+            return []
+        log.exception("batch of %d crashed; isolating the ticket at fault", len(items))
+        return [out for item in items for out in run_isolating(task, [item])]
+    return []
+
+
+def run_first_pass(task: str, tickets: Sequence[Ticket]) -> list[FirstPass]:
+    """The cascade's first pass with this process's models: what `classify` runs per batch."""
+    with _one_pass:
+        return _first_pass(task, tickets)
+
+
+def _first_pass(task: str, tickets: Sequence[Ticket]) -> list[FirstPass]:
+    models = resources.task_models(task)
+    embedder = resources.embedder()
+    index = resources.index()
+
+    def search(
+        vectors: np.ndarray,
+        k: int,
+        exclude: Sequence[tuple[str, str]],
+    ) -> list[list[Neighbour]]:
+        return index.neighbours(task, vectors, k, exclude)
+
+    firsts = first_pass(
+        tickets,
+        task=models,
+        embed=embedder.embed,
+        search=search,
+        policy=resources.policy(task),
+        versions={"embedder": embedder.name},
+    )
+    process.trim_heap()
+    return firsts
+
+
+def _retry_later(item: Item, exc: RetryableError) -> None:
+    _, kwargs = item
+    retries = int(kwargs.get("retries", 0))
+    if retries >= get_settings().max_retries:
+        dead_letter(CLASSIFY_TASK, kwargs, f"gave up after {retries + 1} tries: {exc}")
+        return
+    app.send_task(
+        CLASSIFY_TASK, kwargs={**kwargs, "retries": retries + 1}, countdown=backoff_s(retries, exc)
+    )

@@ -1,0 +1,36 @@
+"""Write-back to the ticket systems tickets came from, chosen by `ticket.source`.
+
+Each adapter reads the ticket's current labels first and writes only when no one else changed
+ours since the revision we classified (and no "hands off" marker is set): a human always wins.
+The generic signed callback (`callback.py`) is the fallback for every other source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from producer.schemas import Ticket, TriageResult
+from worker.settings import WorkerSettings, get_settings
+from worker.writeback.targets import github, jira, zendesk
+
+Writer = Callable[[Ticket, TriageResult, WorkerSettings], str]
+
+WRITERS: dict[str, tuple[Callable[[WorkerSettings], bool], Writer]] = {
+    "github": (github.configured, github.write),
+    "zendesk": (zendesk.configured, zendesk.write),
+    "jira": (jira.configured, jira.write),
+}
+
+
+def write_to_source(ticket: Ticket, result: TriageResult) -> str:
+    """Write the label to the ticket's own system; return what happened (for the sink record)."""
+    entry = WRITERS.get(ticket.source)
+    if entry is None:
+        return "none"
+    if result.status != "labelled" or result.label is None:
+        return "skipped"
+    configured, write = entry
+    settings = get_settings()
+    if not configured(settings):
+        return "not-configured"
+    return write(ticket, result, settings)
