@@ -1,19 +1,21 @@
 """Heavy resources, loaded once per process on first use (never in a parent that forks).
 
 Models, the embedder, the Qdrant client and the frontier client live here; tasks ask for them.
+What is loaded, and how, is `models.assembly`'s, which `triage eval` and `tune` call too.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from functools import lru_cache, partial
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import redis
 
-from models.cascade import Policy, TaskModels, load_policy
-from models.settings import ModelSettings
+from models import assembly
+from models.assembly import open_index  # `cli.demo` opens the worker's index through here
+from models.cascade import Policy, Search, TaskModels, load_policy
 from models.settings import get_settings as model_settings
 from producer.client import redis_client
 from producer.labelset import LabelSet
@@ -28,8 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _index_lock = threading.Lock()
-#: Texts per embedder pass on a CPU (see `embedder`).
-CPU_EMBED_BATCH = 16
 
 
 def redis_conn() -> redis.Redis:
@@ -51,67 +51,26 @@ def close_all() -> None:
 @lru_cache
 def task_models(task: str) -> TaskModels:
     """The task's classifier: from the shared `adapter_set` when other tasks share its base,
-    else its own adapter merged into its base (one adapter per process is faster merged)."""
+    else its own adapter merged into its base."""
     quiet_loading()
     s = model_settings()
-    if task in shared_base_tasks(s):
-        adapters = adapter_set()
-        return TaskModels(
-            labels=adapters.labels[task],
-            predict_proba=partial(adapters.predict_proba, task),
-            version=adapters.versions[task],
-        )
-    from models.classifier import Classifier
-
+    if task in assembly.shared_base_tasks(s):
+        return assembly.adapter_set_models(adapter_set(), task)
     with _lock:
-        clf = Classifier.load(
-            s.adapter_dir(task),
-            device=s.device,
-            max_length=s.max_length,
-            batch_size=s.batch_size,
-            max_batch_tokens=s.max_batch_tokens or None,
-        )
-        clf.merge_adapter()  # this process serves one adapter per task: merged is faster
+        clf = assembly.load_classifier(s.adapter_dir(task), s)
     log.info("loaded adapter %s for task %s", clf.version, task)
-    return TaskModels(labels=clf.labels, predict_proba=clf.predict_proba, version=clf.version)
+    return assembly.classifier_models(clf)
 
 
 @lru_cache
 def adapter_set() -> AdapterSet:
     """One base with the adapters of every task in `shared_base_tasks`, switched per batch."""
-    from models.adapters import AdapterSet
-
     s = model_settings()
-    tasks = shared_base_tasks(s)
+    tasks = assembly.shared_base_tasks(s)
     with _lock:
-        adapters = AdapterSet(
-            {task: s.adapter_dir(task) for task in tasks},
-            device=s.device,
-            max_length=s.max_length,
-            batch_size=s.batch_size,
-            max_batch_tokens=s.max_batch_tokens or None,
-        )
+        adapters = assembly.load_adapter_set({task: s.adapter_dir(task) for task in tasks}, s)
     log.info("loaded adapters %s on one base %s", adapters.versions, adapters.base_model)
     return adapters
-
-
-def shared_base_tasks(s: ModelSettings) -> tuple[str, ...]:
-    """The largest group (two or more) of configured tasks whose adapters share base and head.
-
-    Tasks without a readable adapter are left out (they fail on their own when used).
-    """
-    from models.classifier import read_meta
-    from producer.errors import ModelError
-
-    groups: dict[tuple[str, str], list[str]] = {}
-    for task in s.labels:
-        try:
-            meta = read_meta(s.adapter_dir(task))
-        except ModelError:
-            continue
-        groups.setdefault((str(meta["base_model"]), str(meta["head"])), []).append(task)
-    largest = max(groups.values(), key=len, default=[])
-    return tuple(largest) if len(largest) > 1 else ()
 
 
 @lru_cache
@@ -121,18 +80,9 @@ def labels(task: str) -> LabelSet:
 
 @lru_cache
 def embedder() -> Embedder:
-    from models.base_models import pick_device
-    from models.embedder import Embedder
-
     quiet_loading()
-    s = model_settings()
-    device = pick_device(s.device)
-    # sentence-transformers pads each batch to its longest text: on a CPU, narrower batches pad
-    # far less (64 Banking77 tickets: 17 ms each in one batch, 8 in batches of 16, 2 cores).
-    batch = s.batch_size if device.type == "cuda" else min(s.batch_size, CPU_EMBED_BATCH)
     with _lock:
-        # On the classifier's device: a GPU worker must not embed on its CPU.
-        return Embedder(s.embedder, device=str(device), batch_size=batch)
+        return assembly.load_embedder(model_settings())
 
 
 def index() -> TicketIndex:
@@ -147,13 +97,9 @@ def _index() -> TicketIndex:
     return open_index(model_settings())
 
 
-def open_index(s: ModelSettings) -> TicketIndex:
-    from models.index import TicketIndex
-
-    key = s.qdrant_api_key.get_secret_value() if s.qdrant_api_key else None
-    if s.qdrant_url:
-        return TicketIndex(url=s.qdrant_url, api_key=key)
-    return TicketIndex(path=s.qdrant_path)
+def search(task: str) -> Search:
+    """The first pass's neighbour search for `task`, over this process's index."""
+    return assembly.index_search(index(), task)
 
 
 @lru_cache
