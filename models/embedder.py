@@ -22,6 +22,7 @@ class Embedder:
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load embedder {name!r} from {path}: {exc}") from exc
         self.name = name
+        self.device = device
         self.batch_size = batch_size
         self.dim = int(self._model.get_embedding_dimension() or 0)
 

@@ -1,8 +1,9 @@
 """The worker's models, assembled outside the worker for `triage tune` and `triage eval`.
 
-Loads the adapter, the embedder and the frontier client as `worker.resources` does, and gives the
-first pass a ticket index: an in-memory one built from a labelled file (reproducible, and a
-held-out ticket can be kept out of it), or the configured one the worker uses.
+Loads the adapter and the embedder through `models.assembly`, as `worker.resources` does (same
+device, batching and merged adapter), and gives the first pass a ticket index: an in-memory one
+built from a labelled file (reproducible, and a held-out ticket can be kept out of it), or the
+configured one the worker uses.
 """
 
 from __future__ import annotations
@@ -11,20 +12,20 @@ import json
 import logging
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from models.cascade import (
-    POLICY_FILE,
-    Policy,
-    Search,
-    TaskModels,
-    load_policy,
-    policy_from_settings,
+from models.assembly import (
+    classifier_models,
+    index_search,
+    load_classifier,
+    load_embedder,
+    open_index,
 )
+from models.cascade import POLICY_FILE, Policy, Search, load_policy, policy_from_settings
 from models.classifier import Classifier, read_meta
 from models.data import LabelledText, read_labelled
 from models.embedder import Embedder
@@ -71,48 +72,45 @@ def load(
     was weaker in tuning than in serving, and thresholds tuned on it let more through when
     served: on Banking77, 77.5% coverage tuned, 79.3% at a lower precision on the test set.)
     """
-    clf = Classifier.load(
-        adapter_dir,
-        device=settings.device,
-        max_length=settings.max_length,
-        batch_size=settings.batch_size,
-    )
-    embedder = Embedder(settings.embedder, batch_size=settings.batch_size)
+    clf = load_classifier(adapter_dir, settings)
+    embedder = load_embedder(settings)
     task = clf.labels.task
-    if index_data is not None:
-        index = TicketIndex()  # in memory: this run only
-        skip = {ex.text for ex in tuning}
-        rows = [
-            IndexedTicket(f"row-{i}", "index-data", r.label, r.text, "human")
-            for i, r in enumerate(index_data)
-            if r.text not in skip
-        ]
-        rows += [
-            IndexedTicket(t.id, t.source, ex.label, ex.text, "human")
-            for t, ex in ((tuning_ticket(i, ex.text), ex) for i, ex in enumerate(tuning))
-        ]
-        for start in range(0, len(rows), 512):
-            chunk = rows[start : start + 512]
-            index.upsert(task, chunk, embedder.embed([r.text for r in chunk]))
-        log.info(
-            "indexed %d labelled tickets%s",
-            len(rows),
-            f" ({len(tuning)} tuning tickets each left out of its own search)" if tuning else "",
-        )
-    else:  # the worker's own index (local mode: the worker must not be running)
-        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        index = (
-            TicketIndex(url=settings.qdrant_url, api_key=key)
-            if settings.qdrant_url
-            else TicketIndex(path=settings.qdrant_path)
-        )
+    if index_data is None:  # the worker's own index (local mode: the worker must not be running)
+        index = open_index(settings)
+    else:
+        index = labelled_index(task, embedder, index_data, tuning)
+    return Loaded(
+        clf, embedder, index, index_search(index, task), load_policy(adapter_dir, settings)
+    )
 
-    def search(
-        vectors: np.ndarray, k: int, exclude: Sequence[tuple[str, str]]
-    ) -> list[list[Neighbour]]:
-        return index.neighbours(task, vectors, k, exclude)
 
-    return Loaded(clf, embedder, index, search, load_policy(adapter_dir, settings))
+def labelled_index(
+    task: str,
+    embedder: Embedder,
+    index_data: Sequence[LabelledText],
+    tuning: Sequence[LabelledText] = (),
+) -> TicketIndex:
+    """An in-memory index (this run only) of `index_data` and the `tuning` tickets (see `load`)."""
+    index = TicketIndex()
+    skip = {ex.text for ex in tuning}
+    rows = [
+        IndexedTicket(f"row-{i}", "index-data", r.label, r.text, "human")
+        for i, r in enumerate(index_data)
+        if r.text not in skip
+    ]
+    rows += [
+        IndexedTicket(t.id, t.source, ex.label, ex.text, "human")
+        for t, ex in ((tuning_ticket(i, ex.text), ex) for i, ex in enumerate(tuning))
+    ]
+    for start in range(0, len(rows), 512):
+        chunk = rows[start : start + 512]
+        index.upsert(task, chunk, embedder.embed([r.text for r in chunk]))
+    log.info(
+        "indexed %d labelled tickets%s",
+        len(rows),
+        f" ({len(tuning)} tuning tickets each left out of its own search)" if tuning else "",
+    )
+    return index
 
 
 def run_tune(
@@ -137,14 +135,10 @@ def run_tune(
     with ExitStack() as stack:
         m = load(adapter_dir, settings, index_data, tuning=held_out)
         stack.callback(m.index.close)
-        models = TaskModels(
-            labels=m.classifier.labels,
-            predict_proba=cached(m.classifier.predict_proba),
-            version=m.classifier.version,
-        )
+        served = classifier_models(m.classifier)
         report = tune(
             held_out,
-            task=models,
+            task=replace(served, predict_proba=cached(served.predict_proba)),
             embed=cached(m.embedder.embed),
             search=_cached_search(m.search),
             base=policy_from_settings(settings),
@@ -176,7 +170,7 @@ def run_eval(
         tuning = _tuning(adapter_dir)
         harness = Harness(
             labels=labels,
-            classifier=TaskModels(labels, m.classifier.predict_proba, m.classifier.version),
+            classifier=classifier_models(m.classifier),
             embed=m.embedder.embed,
             search=m.search,
             policy=m.policy,
