@@ -78,7 +78,7 @@ def test_eval_and_the_worker_give_the_same_labels_and_confidences(
     # Eval first: it opens and closes the local index the worker then opens (one client at a time).
     report = run_eval(adapter, configured, examples, None, configs=("cascade",))
     evaluated = report.runs["cascade"].outcomes
-    # The tickets as `Harness.run` builds them: a ticket is never its own neighbour by this id.
+    # The tickets as `Harness.run` builds them (the id matters: its own is left out of a search).
     tickets = [
         Ticket(id=f"eval-{i}", source="eval", body=ex.text, task="category")
         for i, ex in enumerate(examples)
@@ -91,7 +91,8 @@ def test_eval_and_the_worker_give_the_same_labels_and_confidences(
         policy=resources.policy("category"),
     )
     assert [o.label for o in evaluated] == [f.label for f in served]
-    # Batches are cut differently (eval: by settings.batch_size; here one batch): float noise.
+    # One batch each (20 tickets, batch size 32), cut alike by the same code: equal to float
+    # precision.
     assert [o.confidence for o in evaluated] == pytest.approx([f.confidence for f in served])
     assert [o.auto for o in evaluated] == [not f.needs_escalation for f in served]
     assert len({round(f.confidence, 3) for f in served}) > 1  # real, varied confidences
