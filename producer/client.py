@@ -79,15 +79,7 @@ def send_tickets(
     settings = settings or get_settings()
     client = redis_client(settings.resolved_redis_url, settings.broker_timeout_s)
     try:
-        sent = wire.push(
-            client,
-            CLASSIFY_TASK,
-            CLASSIFY_QUEUE,
-            _classify(tickets),
-            ttl_s=settings.dedupe_ttl_s,
-            force=force,
-            max_depth=settings.max_queue_depth,
-        )
+        sent = wire.push(client, **_classify_push(tickets, settings, force=force))
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis at {_safe(settings)} is unreachable: {exc}") from exc
     _log_skipped(sent)
@@ -109,20 +101,30 @@ async def asend_tickets(
     settings = settings or get_settings()
     client = async_redis_client(settings.resolved_redis_url, settings.broker_timeout_s)
     try:
-        sent = await wire.apush(
-            client,
-            CLASSIFY_TASK,
-            CLASSIFY_QUEUE,
-            _classify(tickets),
-            ttl_s=settings.dedupe_ttl_s,
-            force=force,
-            gate=gate,
-            max_depth=settings.max_queue_depth,
-        )
+        sent = await wire.apush(client, **_classify_push(tickets, settings, force=force, gate=gate))
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis at {_safe(settings)} is unreachable: {exc}") from exc
     _log_skipped(sent)
     return sent
+
+
+def _classify_push(
+    tickets: Sequence[Ticket],
+    settings: ProducerSettings,
+    *,
+    force: bool,
+    gate: wire.Gate | None = None,
+) -> dict[str, Any]:
+    """The arguments of `wire.push` / `wire.apush` that queue `tickets` for classification."""
+    return {
+        "task_name": CLASSIFY_TASK,
+        "queue": CLASSIFY_QUEUE,
+        "messages": _classify(tickets),
+        "ttl_s": settings.dedupe_ttl_s,
+        "force": force,
+        "gate": gate,
+        "max_depth": settings.max_queue_depth,
+    }
 
 
 def _classify(tickets: Sequence[Ticket]) -> list[wire.Message]:
@@ -169,16 +171,17 @@ def send_writeback(
 ) -> str:
     """Publish a decided result to the write-back queue (e.g. a human label); return the task id.
 
-    The worker's write-back sinks then store it, emit the event, write it to the source and
-    index it, exactly as for a label the cascade decided.
+    The worker's one write-back path then stores it, emits the event, writes it to the source
+    and indexes it, exactly as for a label the cascade decided.
     """
     settings = settings or get_settings()
     task_id = task_id_for(ticket)
-    kwargs = {
+    item = {
         "ticket": ticket.model_dump(mode="json"),
         "result": result.model_dump(mode="json"),
         "vector": list(vector or []),
     }
+    kwargs = {"items": [item]}  # `triage.writeback` takes a batch; this is a batch of one
     message = wire.Message(
         task_id=task_id,
         kwargs_json=json.dumps(kwargs),

@@ -8,7 +8,8 @@ from __future__ import annotations
 CLASSIFY_TASK = "triage.classify"
 ESCALATE_TASK = "triage.escalate"
 WRITEBACK_TASK = "triage.writeback"
-#: The results of one classify batch, written back together (workers send it; producers never).
+#: The name `triage.writeback` had for a batch's results before it took batches itself: still
+#: served, for messages queued by an older worker; nothing sends it now.
 WRITEBACK_BATCH_TASK = "triage.writeback_batch"
 
 CLASSIFY_QUEUE = "triage.classify"

@@ -14,7 +14,7 @@ from producer.errors import SinkRejected
 from producer.schemas import Ticket, TriageResult
 from worker.settings import WorkerSettings
 from worker.writeback.targets import http
-from worker.writeback.targets.labels import plan
+from worker.writeback.targets.labels import plan_for
 
 
 def configured(settings: WorkerSettings) -> bool:
@@ -36,14 +36,7 @@ def write(ticket: Ticket, result: TriageResult, settings: WorkerSettings) -> str
     }
     issue = http.call("GET", base, **options).json()
     current = [str(lb.get("name")) for lb in issue.get("labels") or [] if isinstance(lb, dict)]
-    todo = plan(
-        current,
-        ticket.metadata.get("labels") or [],
-        result.label,
-        prefix=settings.source_label_prefix,
-        marker=settings.source_human_marker,
-        by_human=result.decided_by == "human",
-    )
+    todo = plan_for(current, ticket.metadata.get("labels") or [], result, settings)
     if todo.skip:
         return todo.skip
     if todo.add:

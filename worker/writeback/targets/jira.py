@@ -9,7 +9,7 @@ from urllib.parse import quote
 from producer.schemas import Ticket, TriageResult
 from worker.settings import WorkerSettings
 from worker.writeback.targets import http
-from worker.writeback.targets.labels import plan
+from worker.writeback.targets.labels import plan_for
 
 
 def configured(settings: WorkerSettings) -> bool:
@@ -30,13 +30,11 @@ def write(ticket: Ticket, result: TriageResult, settings: WorkerSettings) -> str
         "headers": {"Authorization": auth, "Accept": "application/json"},
     }
     issue = http.call("GET", url, params={"fields": "labels"}, **options).json()
-    todo = plan(
+    todo = plan_for(
         (issue.get("fields") or {}).get("labels") or [],
         ticket.metadata.get("labels") or [],
-        result.label,
-        prefix=settings.source_label_prefix,
-        marker=settings.source_human_marker,
-        by_human=result.decided_by == "human",
+        result,
+        settings,
     )
     if todo.skip:
         return todo.skip

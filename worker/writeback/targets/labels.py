@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from producer.schemas import TriageResult
+from worker.settings import WorkerSettings
 
 
 @dataclass(frozen=True)
@@ -40,3 +43,23 @@ def plan(
         if ours_now != ours_seen:
             return Plan(skip="changed-since-revision")
     return Plan(add=[] if want in ours_now else [want], remove=sorted(ours_now - {want}))
+
+
+def plan_for(
+    current: Iterable[str],
+    seen: Iterable[str],
+    result: TriageResult,
+    settings: WorkerSettings,
+    form: Callable[[str], str] = str,
+) -> Plan:
+    """`plan` for writing `result` with our prefix and marker, each in the system's `form` of a
+    label (Zendesk's tags are lower case)."""
+    assert result.label is not None
+    return plan(
+        current,
+        seen,
+        form(result.label),
+        prefix=form(settings.source_label_prefix),
+        marker=form(settings.source_human_marker),
+        by_human=result.decided_by == "human",
+    )

@@ -14,7 +14,7 @@ from typing import Any
 from producer.schemas import Ticket, TriageResult
 from worker.settings import WorkerSettings
 from worker.writeback.targets import http
-from worker.writeback.targets.labels import plan
+from worker.writeback.targets.labels import plan_for
 
 
 def configured(settings: WorkerSettings) -> bool:
@@ -38,14 +38,7 @@ def write(ticket: Ticket, result: TriageResult, settings: WorkerSettings) -> str
     current = http.call("GET", url, **options).json().get("ticket") or {}
     tags = [str(t) for t in current.get("tags") or []]
     seen = ticket.metadata.get("tags") or []
-    todo = plan(
-        tags,
-        seen,
-        tag(result.label),
-        prefix=tag(settings.source_label_prefix),
-        marker=tag(settings.source_human_marker),
-        by_human=result.decided_by == "human",
-    )
+    todo = plan_for(tags, seen, result, settings, tag)
     if todo.skip:
         return todo.skip
     want = [t for t in tags if t not in todo.remove] + todo.add
