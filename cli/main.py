@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from cli import backfill as backfill_cli
 from cli import dead_letter as dead_letter_cli
 from cli import drift as drift_cli
 from cli import model as model_cli
@@ -214,124 +215,6 @@ def serve(host: str, port: int, workers: int, loglevel: str, access_log: bool) -
     )
 
 
-@main.command()
-@click.argument("input_path", metavar="SOURCE", default="-")
-@click.option(
-    "--ticket-source", default="api", show_default=True, help="Source of rows without one."
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["jsonl", "csv"]),
-    default=None,
-    help="Default: from the file name (.csv or else JSON lines).",
-)
-@click.option(
-    "--map",
-    "mappings",
-    multiple=True,
-    metavar="FIELD=COLUMN",
-    help="Ticket field from an input column, e.g. --map id=ticket_id --map body=text.",
-)
-@click.option("--chunk-size", type=int, default=500, show_default=True)
-@click.option("--rate", type=float, default=None, help="Most tickets per second.")
-@click.option(
-    "--rejects",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Bad rows with their line numbers (default: SOURCE.rejects.jsonl).",
-)
-@click.option("--resume", is_flag=True, help="Continue after the checkpoint of a stopped run.")
-@click.option("--force", is_flag=True, help="Enqueue revisions enqueued before, too.")
-@click.option("--dry-run", is_flag=True, help="Classify a sample here; write nothing.")
-@click.option("--sample", type=int, default=20, show_default=True, help="Dry-run sample size.")
-@click.option("--label-column", default="label", show_default=True, help="Labels to compare.")
-@click.option("--wait", is_flag=True, help="Wait for the results (with --out).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None)
-@click.option("--timeout", "timeout_s", type=float, default=600.0, show_default=True)
-def backfill(
-    input_path: str,
-    ticket_source: str,
-    fmt: str | None,
-    mappings: tuple[str, ...],
-    chunk_size: int,
-    rate: float | None,
-    rejects: Path | None,
-    resume: bool,
-    force: bool,
-    dry_run: bool,
-    sample: int,
-    label_column: str,
-    wait: bool,
-    out: Path | None,
-    timeout_s: float,
-) -> None:
-    """Enqueue historic tickets from a JSONL or CSV file (or - for stdin), streaming.
-
-    \b
-    Examples:
-      triage backfill tickets.csv --map id=ticket_id --map body=text --rate 500
-      triage backfill tickets.jsonl --resume
-      triage backfill tickets.csv --dry-run --sample 50 --label-column category
-      triage backfill tickets.jsonl --wait --out labelled.jsonl
-    """
-    from rich.console import Console
-
-    from cli import backfill as backfill_command
-    from producer import TriageError
-    from producer.backfill import BackfillConfig
-
-    path = None if input_path == "-" else Path(input_path)
-    if path is not None and not path.is_file():
-        raise click.BadParameter(f"{input_path} is not a file", param_hint="SOURCE")
-    if wait != (out is not None):
-        raise click.UsageError("--wait and --out go together")
-    if out is not None and path is None:
-        raise click.UsageError("--wait --out reads the input twice: give a file, not stdin")
-    if resume and path is None:
-        raise click.UsageError("--resume needs a file: stdin has no checkpoint")
-    mapping = {}
-    for item in mappings:
-        field, sep, column = item.partition("=")
-        if not sep or not field or not column:
-            raise click.BadParameter(f"{item!r} is not FIELD=COLUMN", param_hint="--map")
-        mapping[field.strip()] = column.strip()
-    checkpoint = path.with_name(path.name + ".checkpoint") if path is not None else None
-    if checkpoint is not None and checkpoint.exists() and not resume and not dry_run:
-        checkpoint.unlink()  # a fresh run starts at the top
-    if rejects is None and path is not None:
-        rejects = path.with_name(path.name + ".rejects.jsonl")
-    try:
-        config = BackfillConfig(
-            source=ticket_source,
-            fmt="csv" if fmt == "csv" or (fmt is None and str(path).endswith(".csv")) else "jsonl",
-            mapping=mapping,
-            chunk_size=chunk_size,
-            rate_per_s=rate,
-            rejects_path=rejects,
-            checkpoint_path=checkpoint,
-            force=force,
-        )
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from exc
-    console = Console(stderr=False)
-    if dry_run:
-        check_settings()
-        backfill_command.dry_run(
-            path, config, sample=sample, label_column=label_column, console=console
-        )
-        return
-    try:
-        stats = backfill_command.backfill(
-            path, config, out=out, wait_timeout_s=timeout_s, console=console
-        )
-    except TriageError as exc:
-        click.echo(f"error: {exc} (rerun with --resume to continue)", err=True)
-        sys.exit(3)
-    if stats.rejected and rejects is not None:
-        click.echo(f"{stats.rejected:,} rejected rows are in {rejects}", err=True)
-
-
 def check_settings() -> None:
     """Read every settings class now, so a bad variable stops the start with its name."""
     from pydantic import ValidationError
@@ -370,9 +253,10 @@ def _parse_json_input(text: str) -> list[Any]:
     return data if isinstance(data, list) else [data]
 
 
-# The model lifecycle (train, tune, eval) and the operations on a running stack (status,
-# dead-letter list, drift) live in their own modules; registered here.
+# The backfill, the model lifecycle (train, tune, eval) and the operations on a running stack
+# (status, dead-letter list, drift) live in their own modules; registered here.
 for _command in (
+    backfill_cli.backfill,
     model_cli.train,
     model_cli.tune,
     model_cli.evaluate,

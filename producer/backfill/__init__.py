@@ -3,10 +3,11 @@
     from producer.backfill import BackfillConfig, run_backfill
     stats = run_backfill(open("tickets.csv", "rb"), BackfillConfig(source="helpdesk"))
 
-Light like the rest of `producer`; the `triage backfill` command adds the progress bar.
+Light like the rest of `producer`; the `triage backfill` command (`cli.backfill`) adds the
+progress bar, the summary and the dry run.
 """
 
-from producer.backfill.reader import Row, open_rows, row_to_ticket
+from producer.backfill.reader import Row, open_rows, row_to_ticket, valid_tickets
 from producer.backfill.results import write_results
 from producer.backfill.run import BackfillConfig, BackfillStats, run_backfill
 
@@ -17,5 +18,6 @@ __all__ = [
     "open_rows",
     "row_to_ticket",
     "run_backfill",
+    "valid_tickets",
     "write_results",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
@@ -64,6 +64,21 @@ def row_to_ticket(data: Mapping[str, Any], *, mapping: Mapping[str, str], source
         if fields.get(key) == "":  # an empty CSV cell means "not given"
             del fields[key]
     return Ticket.parse(fields)
+
+
+def valid_tickets(
+    rows: Iterable[Row], *, mapping: Mapping[str, str], source: str
+) -> Iterator[tuple[dict[str, Any], Ticket]]:
+    """Each readable row that makes a valid ticket, with its columns; the rest are skipped
+    (`run_backfill` is what reports them)."""
+    for row in rows:
+        if row.data is None:
+            continue
+        try:
+            ticket = row_to_ticket(row.data, mapping=mapping, source=source)
+        except InvalidTicket:
+            continue
+        yield row.data, ticket
 
 
 def _jsonl(stream: IO[bytes], counter: ByteCounter) -> Iterator[Row]:

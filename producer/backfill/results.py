@@ -11,9 +11,8 @@ import time
 from collections import defaultdict
 from typing import IO, Any
 
-from producer.backfill.reader import open_rows, row_to_ticket
+from producer.backfill.reader import open_rows, valid_tickets
 from producer.backfill.run import BackfillConfig
-from producer.errors import InvalidTicket
 from producer.results import get_results
 from producer.schemas import Ticket, TriageResult
 from producer.settings import ProducerSettings
@@ -60,14 +59,9 @@ def write_results(
                 out.write(json.dumps({**data, **cols}, default=str) + "\n")
         chunk.clear()
 
-    for row in open_rows(stream, config.fmt):
-        if row.data is None:
-            continue
-        try:
-            ticket = row_to_ticket(row.data, mapping=config.mapping, source=config.source)
-        except InvalidTicket:
-            continue
-        chunk.append((row.data, ticket))
+    rows = open_rows(stream, config.fmt)
+    for data, ticket in valid_tickets(rows, mapping=config.mapping, source=config.source):
+        chunk.append((data, ticket))
         if len(chunk) >= config.chunk_size:
             flush()
     flush()
