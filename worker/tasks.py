@@ -23,12 +23,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from celery import Task
 from celery_batches import SimpleRequest
 
-from models.cascade import FirstPass, give_up
+from models.cascade import FirstPass, review_after_retries, review_without_frontier
 from models.cascade import escalate as escalate_one
 from models.settings import get_settings as model_settings
 from models.vectors import unpack
@@ -44,9 +44,6 @@ from worker.retrying import backoff_s, retry_later
 from worker.settings import get_settings, soft_limit_s
 from worker.writeback.dead_letter import dead_letter
 from worker.writeback.path import Decision, Outcome, as_payload, write_back
-
-if TYPE_CHECKING:
-    from models.frontier import FrontierClient
 
 log = logging.getLogger(__name__)
 _ws = get_settings()
@@ -108,7 +105,7 @@ def classify(requests: list[SimpleRequest]) -> list[str]:
                     result = first.result(enqueued_at=at)
                     events.classified(first, result)
                 elif review_here:
-                    result = _escalate(first, at)
+                    result = review_without_frontier(first, enqueued_at=at)
                     events.classified(first, None)
                     events.escalated(first, result)
                 else:
@@ -140,11 +137,19 @@ def escalate(self: Task, first: dict[str, Any], enqueued_at: str | None = None) 
         dead_letter(ESCALATE_TASK, first, f"invalid escalation payload: {exc}")
         return
     try:
-        result = _escalate(fp, enqueued_at, frontier=resources.frontier())
+        result = escalate_one(
+            fp,
+            labels=resources.labels(fp.ticket.task),
+            frontier=resources.frontier(),
+            budget=resources.budget(),
+            policy=resources.policy(fp.ticket.task),
+            max_examples=model_settings().frontier_examples,
+            enqueued_at=enqueued_at,
+        )
     except Exception as exc:  # retryable, or a failure nobody foresaw: retry, then a human
         if self.request.retries >= self.max_retries:
-            reason = f"frontier unavailable after {self.request.retries + 1} tries: {exc}"
-            result = give_up(fp, reason, enqueued_at=enqueued_at)
+            tries = self.request.retries + 1
+            result = review_after_retries(fp, exc, tries=tries, enqueued_at=enqueued_at)
         else:
             raise retry_later(self, exc) from exc
     writeback.apply_async(kwargs={"items": [as_payload(fp.ticket, result, fp.vector)]})
@@ -187,22 +192,6 @@ def _writeback(self: Task, items: list[Any] | None = None, **one: Any) -> None:
 writeback = app.task(name=WRITEBACK_TASK, **_WRITEBACK_OPTIONS)(_writeback)
 # Messages queued under the name a batch's write-back had before it became `writeback`.
 app.task(name=WRITEBACK_BATCH_TASK, **_WRITEBACK_OPTIONS)(_writeback)
-
-
-def _escalate(
-    first: FirstPass, enqueued_at: str | None, frontier: FrontierClient | None = None
-) -> TriageResult:
-    """The cascade's escalation of one unsure ticket (to review when `frontier` is None)."""
-    task = first.ticket.task
-    return escalate_one(
-        first,
-        labels=resources.labels(task),
-        frontier=frontier,
-        budget=resources.budget() if frontier is not None else None,
-        policy=resources.policy(task),
-        max_examples=model_settings().frontier_examples,
-        enqueued_at=enqueued_at,
-    )
 
 
 def _hand_over(decided: Sequence[Decision]) -> None:

@@ -98,8 +98,7 @@ def _ensure_adapter(train_examples: int, retrain: bool) -> None:
 
 def _ensure_index() -> None:
     """Seed the index with the labelled training tickets (human labels), once."""
-    from models.assembly import open_index
-    from models.embedder import Embedder
+    from models.assembly import load_embedder, open_index
     from models.index import IndexedTicket
     from models.settings import get_settings
 
@@ -110,7 +109,7 @@ def _ensure_index() -> None:
             console.print(f"index has {index.count(TASK)} labelled tickets")
             return
         rows = read_labelled(examples_dir() / "banking77" / "train.csv")
-        embedder = Embedder(s.embedder, batch_size=s.batch_size)
+        embedder = load_embedder(s)  # the worker's, so seeded and served vectors agree
         with Progress(console=console, transient=True) as progress:
             bar = progress.add_task("seeding the index", total=len(rows))
             for start in range(0, len(rows), 256):

@@ -7,12 +7,10 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from models.cascade import FirstPass, first_pass
 from producer.errors import PermanentError, RetryableError
 from producer.names import CLASSIFY_TASK
-from producer.schemas import Neighbour, Ticket
+from producer.schemas import Ticket
 from worker import process, resources
 from worker.app import app
 from worker.retrying import backoff_s
@@ -62,20 +60,11 @@ def run_first_pass(task: str, tickets: Sequence[Ticket]) -> list[FirstPass]:
 def _first_pass(task: str, tickets: Sequence[Ticket]) -> list[FirstPass]:
     models = resources.task_models(task)
     embedder = resources.embedder()
-    index = resources.index()
-
-    def search(
-        vectors: np.ndarray,
-        k: int,
-        exclude: Sequence[tuple[str, str]],
-    ) -> list[list[Neighbour]]:
-        return index.neighbours(task, vectors, k, exclude)
-
     firsts = first_pass(
         tickets,
         task=models,
         embed=embedder.embed,
-        search=search,
+        search=resources.search(task),
         policy=resources.policy(task),
         versions={"embedder": embedder.name},
     )
