@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
+from cli.options import check_settings
 from producer.backfill import (
     BackfillConfig,
     BackfillStats,
@@ -116,8 +117,6 @@ def backfill(
         raise click.UsageError(str(exc)) from exc
     console = Console(stderr=False)
     if dry_run:
-        from cli.main import check_settings  # here, not on top: cli.main imports this module
-
         check_settings()
         _dry_run(path, config, sample=sample, label_column=label_column, console=console)
         return

@@ -14,6 +14,7 @@ from cli import dead_letter as dead_letter_cli
 from cli import drift as drift_cli
 from cli import model as model_cli
 from cli import status as status_cli
+from cli.options import check_settings, json_out
 from producer.names import QUEUES
 
 _QUEUE_ALIASES = {q.removeprefix("triage."): q for q in QUEUES}
@@ -148,12 +149,7 @@ def result(ticket_id: str, source: str, task: str, wait_s: float) -> None:
     show_default=True,
     help="Banking77 test tickets to run (0: all 3,080).",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the figures to this file.",
-)
+@json_out("Also write the figures to this file.")
 @click.option(
     "--train-examples",
     type=int,
@@ -194,16 +190,8 @@ def serve(host: str, port: int, workers: int, loglevel: str, access_log: bool) -
         triage serve --port 8000
     """
     import uvicorn
-    from pydantic import ValidationError
 
-    from producer.http.settings import get_settings as http_settings
-    from producer.settings import get_settings as producer_settings
-
-    try:
-        producer_settings()
-        http_settings()
-    except ValidationError as exc:
-        raise click.UsageError(f"invalid configuration (TRIAGE_* variables):\n{exc}") from exc
+    check_settings(models=False, worker=False, http=True)
     uvicorn.run(
         "producer.http:create_app",
         factory=True,
@@ -213,22 +201,6 @@ def serve(host: str, port: int, workers: int, loglevel: str, access_log: bool) -
         log_level=loglevel,
         access_log=access_log,
     )
-
-
-def check_settings() -> None:
-    """Read every settings class now, so a bad variable stops the start with its name."""
-    from pydantic import ValidationError
-
-    from models.settings import get_settings as model_settings
-    from producer.settings import get_settings as producer_settings
-    from worker.settings import get_settings as worker_settings
-
-    try:
-        producer_settings()
-        model_settings()
-        worker_settings()
-    except ValidationError as exc:
-        raise click.UsageError(f"invalid configuration (TRIAGE_* variables):\n{exc}") from exc
 
 
 def _queue_name(name: str) -> str:

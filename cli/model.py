@@ -13,8 +13,7 @@ from typing import Any
 
 import click
 
-_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
-_DIR = click.Path(file_okay=False, path_type=Path)
+from cli.options import DIR, FILE, fields, json_out, measured_adapter
 
 
 def _fields(value: str) -> tuple[str, ...]:
@@ -25,7 +24,7 @@ def _fields(value: str) -> tuple[str, ...]:
 @click.option(
     "--data",
     "data",
-    type=_FILE,
+    type=FILE,
     required=True,
     envvar="TRIAGE_TRAIN_DATA",
     help="Labelled CSV (header row) or JSONL.",
@@ -40,19 +39,19 @@ def _fields(value: str) -> tuple[str, ...]:
 @click.option(
     "--labels",
     "labels_path",
-    type=_FILE,
+    type=FILE,
     envvar="TRIAGE_TRAIN_LABELS",
     help="Label-set JSON file [default: TRIAGE_LABELS for the task].",
 )
 @click.option(
     "--out",
-    type=_DIR,
+    type=DIR,
     envvar="TRIAGE_TRAIN_OUT",
     help="Adapter directory [default: where the worker looks for the task].",
 )
 @click.option(
     "--eval-data",
-    type=_FILE,
+    type=FILE,
     envvar="TRIAGE_TRAIN_EVAL_DATA",
     help="Held-out file; default: a stratified --eval-fraction of --data.",
 )
@@ -187,28 +186,18 @@ def train(**opts: Any) -> None:
 
 
 @click.command()
-@click.option("--task", default="category", show_default=True, envvar="TRIAGE_TASK")
-@click.option(
-    "--adapter",
-    type=_DIR,
-    envvar="TRIAGE_TUNE_ADAPTER",
-    help="Adapter directory [default: the worker's for the task].",
-)
-@click.option(
-    "--index-data",
-    type=_FILE,
-    envvar="TRIAGE_TUNE_INDEX_DATA",
-    help="Labelled file to build a fresh in-memory neighbour index from (the "
-    "held-out tickets are left out); default: the worker's configured index.",
+@measured_adapter(
+    "tune",
+    "Labelled file to build a fresh in-memory neighbour index from (the held-out tickets are "
+    "left out); default: the worker's configured index.",
 )
 @click.option(
     "--held-out",
-    type=_FILE,
+    type=FILE,
     envvar="TRIAGE_TUNE_HELD_OUT",
     help="Held-out tickets to tune on [default: the split `triage train` saved].",
 )
-@click.option("--text-field", default="text", show_default=True)
-@click.option("--label-field", default="category", show_default=True)
+@fields
 @click.option(
     "--precision",
     "target_precision",
@@ -289,26 +278,15 @@ def tune(**opts: Any) -> None:
 @click.command(name="eval")
 @click.option(
     "--data",
-    type=_FILE,
+    type=FILE,
     required=True,
     envvar="TRIAGE_EVAL_DATA",
     help="Held-out labelled CSV/JSONL (never trained on).",
 )
-@click.option("--task", default="category", show_default=True, envvar="TRIAGE_TASK")
-@click.option(
-    "--adapter",
-    type=_DIR,
-    envvar="TRIAGE_EVAL_ADAPTER",
-    help="Adapter directory [default: the worker's for the task].",
+@measured_adapter(
+    "eval", "Labelled file for a fresh in-memory index [default: the worker's index]."
 )
-@click.option(
-    "--index-data",
-    type=_FILE,
-    envvar="TRIAGE_EVAL_INDEX_DATA",
-    help="Labelled file for a fresh in-memory index [default: the worker's index].",
-)
-@click.option("--text-field", default="text", show_default=True)
-@click.option("--label-field", default="category", show_default=True)
+@fields
 @click.option(
     "--configs",
     default=",".join(("frontier", "frontier+rag", "retrieval", "fine-tune", "cascade")),
@@ -333,17 +311,12 @@ def tune(**opts: Any) -> None:
 @click.option(
     "--out",
     "out_dir",
-    type=_DIR,
+    type=DIR,
     default=Path(".triage/reports"),
     show_default=True,
     help="Where report.md and report.html go.",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the figures as JSON (configs.<name>.<figure>).",
-)
+@json_out("Also write the figures as JSON (configs.<name>.<figure>).")
 def evaluate(**opts: Any) -> None:
     """Score frontier, frontier+rag, retrieval, fine-tune and cascade on one held-out set.
 
@@ -416,7 +389,7 @@ def _print_figures(figures: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from models.metrics import FIGURES
+    from models.scores import FIGURES
 
     table = Table(title="triage eval")
     table.add_column("configuration")

@@ -33,7 +33,7 @@ from models.cascade import (
 )
 from models.data import LabelledText
 from models.frontier import FrontierClient
-from models.metrics import summarise
+from models.scores import summarise
 from producer.errors import RetryableError
 from producer.labelset import LabelSet
 from producer.schemas import Neighbour, Ticket, TriageResult
@@ -63,7 +63,7 @@ class ConfigRun:
     skipped: str | None = None
 
     def metrics(self, labels: LabelSet, usd_per_hour: float) -> dict[str, Any]:
-        """The figures of `models.metrics.summarise` for this configuration."""
+        """The figures of `models.scores.summarise` for this configuration."""
         return summarise(self.outcomes, labels, usd_per_hour)
 
 

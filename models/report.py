@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from models import metrics
+from models import scores
 from models.evaluation import ConfigRun
 from producer.labelset import LabelSet
 
@@ -73,10 +73,10 @@ class Report:
     def markdown(self) -> str:
         lines = [f"# Evaluation: {self.labels.task}", ""]
         lines += [f"- {k}: {v}" for k, v in self.meta.items()]
-        lines += ["", "| configuration | " + " | ".join(metrics.FIGURES) + " |"]
-        lines.append("|---" * (len(metrics.FIGURES) + 1) + "|")
+        lines += ["", "| configuration | " + " | ".join(scores.FIGURES) + " |"]
+        lines.append("|---" * (len(scores.FIGURES) + 1) + "|")
         for name, m in self._metrics().items():
-            lines.append(f"| {name} | " + " | ".join(_fmt(k, m[k]) for k in metrics.FIGURES) + " |")
+            lines.append(f"| {name} | " + " | ".join(_fmt(k, m[k]) for k in scores.FIGURES) + " |")
         for name, run in self.runs.items():
             if run.skipped:
                 lines.append(f"\n{name}: skipped ({run.skipped})")
@@ -97,7 +97,7 @@ class Report:
         if main is not None:
             lines += ["", f"## Top confusions ({main.name})", "", "| truth | predicted | n |"]
             lines.append("|---|---|---|")
-            lines += [f"| {t} | {p} | {c} |" for t, p, c in metrics.top_confusions(main.outcomes)]
+            lines += [f"| {t} | {p} | {c} |" for t, p, c in scores.top_confusions(main.outcomes)]
         lines += ["", "Plots: see the HTML report.", ""]
         return "\n".join(lines)
 
@@ -125,11 +125,11 @@ class Report:
             _risk_coverage_svg(runs),
         ]
         if main is not None:
-            f1 = metrics.per_label_f1(main.outcomes, self.labels)
+            f1 = scores.per_label_f1(main.outcomes, self.labels)
             parts += [f"<h2>Per-label F1 ({html.escape(main.name)})</h2>", _f1_svg(f1)]
             rows = "".join(
                 f"<tr><td>{html.escape(t)}</td><td>{html.escape(p)}</td><td>{c}</td></tr>"
-                for t, p, c in metrics.top_confusions(main.outcomes)
+                for t, p, c in scores.top_confusions(main.outcomes)
             )
             parts += [
                 f"<h2>Top confusions ({html.escape(main.name)})</h2>",
@@ -162,10 +162,10 @@ def _fmt(key: str, value: float) -> str:
 
 
 def _table(rows: Mapping[str, Mapping[str, Any]]) -> str:
-    head = "".join(f"<th>{k}</th>" for k in ("configuration", *metrics.FIGURES))
+    head = "".join(f"<th>{k}</th>" for k in ("configuration", *scores.FIGURES))
     body = "".join(
         f"<tr><td>{html.escape(n)}</td>"
-        + "".join(f"<td>{_fmt(k, m[k])}</td>" for k in metrics.FIGURES)
+        + "".join(f"<td>{_fmt(k, m[k])}</td>" for k in scores.FIGURES)
         + "</tr>"
         for n, m in rows.items()
     )
@@ -202,7 +202,7 @@ def _reliability_svg(runs: list[ConfigRun], w: int = 420, h: int = 360, pad: int
     for i, run in enumerate(runs):
         conf = np.array([o.confidence for o in run.outcomes])
         ok = np.array([o.label == o.truth for o in run.outcomes])
-        bins, _ = metrics.reliability(conf, ok)
+        bins, _ = scores.reliability(conf, ok)
         pts = " ".join(f"{pad + c * sx:.1f},{h - pad - a * sy:.1f}" for c, a, _ in bins)
         out.append(f"<polyline points='{pts}' fill='none' stroke='{_COLOURS[i % 5]}'/>")
     return "".join([*out, *_legend(runs, pad + 10), "</svg>"])
@@ -211,7 +211,7 @@ def _reliability_svg(runs: list[ConfigRun], w: int = 420, h: int = 360, pad: int
 def _risk_coverage_svg(runs: list[ConfigRun], w: int = 420, h: int = 360, pad: int = 40) -> str:
     """Error rate of the auto-labelled share when the most confident go first."""
     sx, sy = w - pad - 10, h - pad - 10
-    curves = {r.name: metrics.risk_coverage(r.outcomes) for r in runs}
+    curves = {r.name: scores.risk_coverage(r.outcomes) for r in runs}
     top = max([risk for c in curves.values() for _, risk in c] + [0.01])
     out = _axes(w, h, pad, "coverage", f"error rate (max {top:.3f})")
     for i, run in enumerate(runs):

@@ -18,7 +18,7 @@ from models.adapters import AdapterSet
 from models.cascade import POLICY_FILE, Policy
 from models.classifier import Classifier
 from models.data import examples_dir, read_labelled, write_labelled
-from models.metrics import FIGURES
+from models.scores import FIGURES
 from models.training import HELDOUT_FILE, TrainConfig, train
 from producer.labelset import LabelSet
 from tests.factories import sample

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from models import calibration, metrics
+from models import calibration, scores
 from models.cascade import POLICY_FILE, Policy, TaskModels, load_policy
 from models.data import LabelledText
 from models.evaluation import ConfigRun, Harness, Outcome
@@ -172,7 +172,7 @@ def test_report_has_every_figure_and_renders_its_plots():
     report = Report(LABELS, runs, 3600.0, 0.0005, training_cost_usd=1.0, volume=100_000)
     figures = json.loads(json.dumps(report.figures()))
     for name in ("fine-tune", "cascade"):
-        assert set(metrics.FIGURES) <= set(figures["configs"][name])
+        assert set(scores.FIGURES) <= set(figures["configs"][name])
     assert figures["skipped"] == {"frontier": "no frontier configured"}
     cascade = figures["configs"]["cascade"]
     assert cascade["cost_per_1k"] == pytest.approx(0.1 + 1.0)  # $0.0001 each + 1 ms at $3600/h

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram, Metric
@@ -38,75 +38,64 @@ class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.tickets = Counter(
+        # One registry and the usual buckets for all; each metric is then one line of meaning.
+        counter = partial(Counter, registry=r)
+        histogram = partial(Histogram, registry=r, buckets=STAGE_BUCKETS)
+        self.tickets = counter(
             "triage_worker_tickets",
             "Ticket events by stage (classify, escalate, writeback) and outcome",
             ["stage", "task", "outcome"],
-            registry=r,
         )
-        self.decisions = Counter(
+        self.decisions = counter(
             "triage_decisions",
             "Results decided, by who decided (classifier, retrieval, frontier, human) and status",
             ["task", "decided_by", "status"],
-            registry=r,
         )
-        self.stage_seconds = Histogram(
+        self.stage_seconds = histogram(
             "triage_stage_seconds",
             "Run time of one task: a classify batch, an escalation, a write-back",
             ["stage"],
-            buckets=STAGE_BUCKETS,
-            registry=r,
         )
-        self.first_pass_seconds = Histogram(
+        self.first_pass_seconds = histogram(
             "triage_first_pass_seconds",
             "Classifier and retrieval time per ticket (its share of its batch)",
             ["task"],
-            buckets=STAGE_BUCKETS,
-            registry=r,
         )
-        self.batch_size = Histogram(
+        self.batch_size = histogram(
             "triage_classify_batch_size",
             "Messages per classify batch (a Celery batch may mix label tasks)",
             buckets=BATCH_BUCKETS,
-            registry=r,
         )
-        self.decision_seconds = Histogram(
+        self.decision_seconds = histogram(
             "triage_decision_seconds",
             "From enqueue to decision, queueing included",
             ["task", "decided_by"],
             buckets=DECISION_BUCKETS,
-            registry=r,
         )
-        self.sink_seconds = Histogram(
+        self.sink_seconds = histogram(
             "triage_writeback_sink_seconds",
             "Run time of one write-back sink",
             ["sink"],
-            buckets=STAGE_BUCKETS,
-            registry=r,
         )
-        self.sink_failures = Counter(
+        self.sink_failures = counter(
             "triage_writeback_failures",
             "Write-back sink calls that raised (each is retried, then dead-lettered)",
             ["sink"],
-            registry=r,
         )
-        self.frontier_tokens = Counter(
+        self.frontier_tokens = counter(
             "triage_frontier_tokens",
             "Frontier tokens, by model and kind (input, output)",
             ["model", "kind"],
-            registry=r,
         )
-        self.frontier_spend = Counter(
+        self.frontier_spend = counter(
             "triage_frontier_spend_usd",
             "Frontier spend in US dollars, by model",
             ["model"],
-            registry=r,
         )
-        self.dead_lettered = Counter(
+        self.dead_lettered = counter(
             "triage_dead_lettered",
             "Messages this worker parked in the dead-letter list, by stage",
             ["stage"],
-            registry=r,
         )
 
 
