@@ -8,6 +8,7 @@ only fixes over- or under-confidence.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -74,16 +75,7 @@ def expected_calibration_error(
     y = np.asarray(labels, dtype=np.int64)
     if len(y) == 0:
         return 0.0
-    confidence = p.max(axis=1)
-    correct = p.argmax(axis=1) == y
-    # Bin i holds confidences in (edges[i], edges[i+1]]; a confidence of exactly 0 cannot occur.
-    bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    ece = 0.0
-    for i in range(n_bins):
-        in_bin = bins == i
-        if in_bin.any():
-            ece += in_bin.mean() * abs(confidence[in_bin].mean() - correct[in_bin].mean())
-    return float(ece)
+    return _binned_ece(p.max(axis=1), p.argmax(axis=1) == y, n_bins)
 
 
 def isotonic_cv_ece(logits: npt.ArrayLike, labels: npt.ArrayLike, folds: int = 5) -> float:
@@ -109,11 +101,16 @@ def isotonic_cv_ece(logits: npt.ArrayLike, labels: npt.ArrayLike, folds: int = 5
         iso.fit(confidence[fit], correct[fit])
         mapped[held] = iso.predict(confidence[held])
     # ECE over the mapped top-label confidences (same bins as `expected_calibration_error`).
-    n_bins = 15
-    bins = np.clip(np.ceil(mapped * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    return _binned_ece(mapped, correct, n_bins=15)
+
+
+def _binned_ece(confidence: FloatArray, correct: npt.NDArray[Any], n_bins: int) -> float:
+    """Share-weighted gap between mean confidence and accuracy over `n_bins` equal-width bins."""
+    # Bin i holds confidences in (i/n, (i+1)/n]; a confidence of exactly 0 goes to the first.
+    bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
     ece = 0.0
     for i in range(n_bins):
         in_bin = bins == i
         if in_bin.any():
-            ece += in_bin.mean() * abs(mapped[in_bin].mean() - correct[in_bin].mean())
+            ece += in_bin.mean() * abs(confidence[in_bin].mean() - correct[in_bin].mean())
     return float(ece)
