@@ -19,6 +19,8 @@ IntArray = npt.NDArray[np.integer]
 #: Search range of the temperature; outside it the fit is degenerate (e.g. a perfect held-out set).
 MIN_TEMPERATURE = 0.05
 MAX_TEMPERATURE = 20.0
+#: Equal-width confidence bins of every ECE and reliability plot (`reliability`).
+N_BINS = 15
 
 
 def softmax(logits: npt.ArrayLike, axis: int = -1) -> npt.NDArray[np.float64]:
@@ -68,14 +70,14 @@ def fit_temperature(logits: npt.ArrayLike, labels: npt.ArrayLike) -> float:
 def expected_calibration_error(
     probs: npt.ArrayLike,
     labels: npt.ArrayLike,
-    n_bins: int = 15,
+    n_bins: int = N_BINS,
 ) -> float:
     """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins."""
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
     if len(y) == 0:
         return 0.0
-    return _binned_ece(p.max(axis=1), p.argmax(axis=1) == y, n_bins)
+    return reliability(p.max(axis=1), p.argmax(axis=1) == y, n_bins)[1]
 
 
 def isotonic_cv_ece(logits: npt.ArrayLike, labels: npt.ArrayLike, folds: int = 5) -> float:
@@ -100,17 +102,24 @@ def isotonic_cv_ece(logits: npt.ArrayLike, labels: npt.ArrayLike, folds: int = 5
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
         iso.fit(confidence[fit], correct[fit])
         mapped[held] = iso.predict(confidence[held])
-    # ECE over the mapped top-label confidences (same bins as `expected_calibration_error`).
-    return _binned_ece(mapped, correct, n_bins=15)
+    return reliability(mapped, correct)[1]
 
 
-def _binned_ece(confidence: FloatArray, correct: npt.NDArray[Any], n_bins: int) -> float:
-    """Share-weighted gap between mean confidence and accuracy over `n_bins` equal-width bins."""
+def reliability(
+    confidence: FloatArray, correct: npt.NDArray[Any], n_bins: int = N_BINS
+) -> tuple[list[tuple[float, float, int]], float]:
+    """Equal-width confidence bins as (mean confidence, accuracy, count), and the ECE over them.
+
+    The one binning behind every ECE here, in `models.scores` and the report's reliability plot.
+    """
     # Bin i holds confidences in (i/n, (i+1)/n]; a confidence of exactly 0 goes to the first.
     bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    rows: list[tuple[float, float, int]] = []
     ece = 0.0
     for i in range(n_bins):
         in_bin = bins == i
         if in_bin.any():
-            ece += in_bin.mean() * abs(confidence[in_bin].mean() - correct[in_bin].mean())
-    return float(ece)
+            conf, acc = float(confidence[in_bin].mean()), float(correct[in_bin].mean())
+            rows.append((conf, acc, int(in_bin.sum())))
+            ece += float(in_bin.mean()) * abs(conf - acc)
+    return rows, ece

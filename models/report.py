@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from models import scores
+from models.calibration import reliability
 from models.evaluation import ConfigRun
 from producer.labelset import LabelSet
 
@@ -202,7 +203,7 @@ def _reliability_svg(runs: list[ConfigRun], w: int = 420, h: int = 360, pad: int
     for i, run in enumerate(runs):
         conf = np.array([o.confidence for o in run.outcomes])
         ok = np.array([o.label == o.truth for o in run.outcomes])
-        bins, _ = scores.reliability(conf, ok)
+        bins, _ = reliability(conf, ok)
         pts = " ".join(f"{pad + c * sx:.1f},{h - pad - a * sy:.1f}" for c, a, _ in bins)
         out.append(f"<polyline points='{pts}' fill='none' stroke='{_COLOURS[i % 5]}'/>")
     return "".join([*out, *_legend(runs, pad + 10), "</svg>"])

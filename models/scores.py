@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from models.calibration import reliability
 from producer.labelset import LabelSet
 
 #: Keys of every configuration in ``--json``.
@@ -26,7 +27,6 @@ FIGURES = (
     "p50_ms",
     "p95_ms",
 )
-N_BINS = 15
 
 
 class Scored(Protocol):
@@ -70,25 +70,6 @@ def summarise(outcomes: Sequence[Scored], labels: LabelSet, usd_per_hour: float)
         "p50_ms": float(np.percentile(latency, 50)),
         "p95_ms": float(np.percentile(latency, 95)),
     }
-
-
-def reliability(
-    confidence: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS
-) -> tuple[list[tuple[float, float, int]], float]:
-    """Equal-width bins of (mean confidence, accuracy, count), and the ECE over them.
-
-    Same binning as `models.calibration.expected_calibration_error`, from top-label confidences.
-    """
-    bins = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
-    rows: list[tuple[float, float, int]] = []
-    ece = 0.0
-    for i in range(n_bins):
-        in_bin = bins == i
-        if in_bin.any():
-            conf, acc = float(confidence[in_bin].mean()), float(correct[in_bin].mean())
-            rows.append((conf, acc, int(in_bin.sum())))
-            ece += float(in_bin.mean()) * abs(conf - acc)
-    return rows, ece
 
 
 def risk_coverage(outcomes: Sequence[Scored], points: int = 50) -> list[tuple[float, float]]:
