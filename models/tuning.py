@@ -148,6 +148,9 @@ def tune(
     chosen = choose(signals, target)
     n = len(truth)
     off = np.zeros(n)
+    # The vote alone: the classifier weighs nothing in the mix and its threshold is never met.
+    vote_only = policy.model_copy(update={"classifier_weight": 0.0})
+    by_vote = record(tickets, truth, task=task, embed=embed, search=search, policy=vote_only)
     return TuneReport(
         policy=policy.deciding(classifier=chosen.classifier, retrieval=chosen.retrieval),
         target=target,
@@ -157,9 +160,7 @@ def tune(
         classifier_alone=choose(
             Signals(signals.clf_conf, signals.clf_ok, off, np.zeros(n, bool)), target, mix=False
         ),
-        retrieval_alone=_retrieval_alone(
-            tickets, truth, task=task, embed=embed, search=search, policy=policy, target=target
-        ),
+        retrieval_alone=choose(by_vote, target, clf=False),
         candidates=candidates,
     )
 
@@ -254,21 +255,6 @@ def cross_validate(signals: Signals, target: TuneTarget, folds: np.ndarray) -> t
         ok[held] = (by_clf & s.clf_ok) | (by_mix & s.mix_ok)
     coverage = float(auto.mean())
     return coverage, float(ok.sum() / auto.sum()) if auto.any() else 0.0
-
-
-def _retrieval_alone(
-    tickets: Sequence[Ticket],
-    truth: np.ndarray,
-    *,
-    task: TaskModels,
-    embed: Embed,
-    search: Search,
-    policy: Policy,
-    target: TuneTarget,
-) -> Thresholds:
-    vote_only = policy.model_copy(update={"classifier_weight": 0.0})
-    s = record(tickets, truth, task=task, embed=embed, search=search, policy=vote_only)
-    return choose(s, target, clf=False)
 
 
 def _grid(confidence: np.ndarray, size: int = 60) -> np.ndarray:
