@@ -68,9 +68,14 @@ async def aenqueue_many(
 
 
 def send_tickets(
-    tickets: Sequence[Ticket], *, force: bool = False, settings: ProducerSettings | None = None
+    tickets: Sequence[Ticket],
+    *,
+    force: bool = False,
+    settings: ProducerSettings | None = None,
+    channel: str = "producer",
 ) -> list[bool]:
-    """Publish validated tickets; return, per ticket, whether it was sent (False: a duplicate).
+    """Publish validated tickets; return, per ticket, whether it was sent (False: a duplicate
+    that came through the same `channel` before: "producer", "api", "backfill", "webhook:<source>").
 
     One Redis round trip for the whole list: each revision is claimed and queued atomically, so
     a failure leaves nothing claimed that is not queued, and a retry sends exactly what is missing.
@@ -79,7 +84,7 @@ def send_tickets(
     settings = settings or get_settings()
     client = redis_client(settings.resolved_redis_url, settings.broker_timeout_s)
     try:
-        sent = wire.push(client, **_classify_push(tickets, settings, force=force))
+        sent = wire.push(client, **_classify_push(tickets, settings, channel, force=force))
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis at {_safe(settings)} is unreachable: {exc}") from exc
     _log_skipped(sent)
@@ -92,6 +97,7 @@ async def asend_tickets(
     force: bool = False,
     settings: ProducerSettings | None = None,
     gate: wire.Gate | None = None,
+    channel: str = "producer",
 ) -> list[bool]:
     """`send_tickets` for asyncio code: no thread, the event loop's own Redis connection.
 
@@ -101,7 +107,8 @@ async def asend_tickets(
     settings = settings or get_settings()
     client = async_redis_client(settings.resolved_redis_url, settings.broker_timeout_s)
     try:
-        sent = await wire.apush(client, **_classify_push(tickets, settings, force=force, gate=gate))
+        push = _classify_push(tickets, settings, channel, force=force, gate=gate)
+        sent = await wire.apush(client, **push)
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis at {_safe(settings)} is unreachable: {exc}") from exc
     _log_skipped(sent)
@@ -111,6 +118,7 @@ async def asend_tickets(
 def _classify_push(
     tickets: Sequence[Ticket],
     settings: ProducerSettings,
+    channel: str,
     *,
     force: bool,
     gate: wire.Gate | None = None,
@@ -119,7 +127,7 @@ def _classify_push(
     return {
         "task_name": CLASSIFY_TASK,
         "queue": CLASSIFY_QUEUE,
-        "messages": _classify(tickets),
+        "messages": _classify(tickets, channel),
         "ttl_s": settings.dedupe_ttl_s,
         "force": force,
         "gate": gate,
@@ -127,7 +135,7 @@ def _classify_push(
     }
 
 
-def _classify(tickets: Sequence[Ticket]) -> list[wire.Message]:
+def _classify(tickets: Sequence[Ticket], channel: str) -> list[wire.Message]:
     """The classify messages of `tickets`."""
     now = datetime.now(UTC).isoformat()
     messages = [
@@ -135,7 +143,7 @@ def _classify(tickets: Sequence[Ticket]) -> list[wire.Message]:
             task_id=task_id_for(t),
             kwargs_json=f'{{"ticket": {t.model_dump_json()}, "enqueued_at": "{now}"}}',
             kwargsrepr=f"{{ticket: {t.id}}}",
-            dedupe_key=enqueued_key(t.task, t.source, t.id, t.effective_revision),
+            dedupe_key=enqueued_key(channel, t.task, t.source, t.id, t.effective_revision),
         )
         for t in tickets
     ]

@@ -42,14 +42,31 @@ def bell_key(queue: str) -> str:
 
 def result_key(task: str, source: str, ticket_id: str) -> str:
     """Where the latest `TriageResult` of a ticket lives (a JSON string)."""
-    return f"{KEY_PREFIX}:result:{task}:{source}:{ticket_id}"
+    return _key("result", task, source, ticket_id)
 
 
-def enqueued_key(task: str, source: str, ticket_id: str, revision: str) -> str:
-    """Marks a ticket revision as enqueued, so enqueueing it again is a no-op."""
-    return f"{KEY_PREFIX}:enqueued:{task}:{source}:{ticket_id}:{revision}"
+def ticket_key(task: str, source: str, ticket_id: str) -> str:
+    """The ticket as last written back (JSON, its verified `origin` included): what feedback
+    and review act on, so no request can name other coordinates."""
+    return _key("ticket", task, source, ticket_id)
+
+
+def enqueued_key(channel: str, task: str, source: str, ticket_id: str, revision: str) -> str:
+    """Marks a ticket revision as enqueued through `channel`, so enqueueing it again is a no-op.
+
+    Per channel: no one who may enqueue through one channel can pre-claim a revision that
+    another channel (a signed webhook) will bring.
+    """
+    return _key("enqueued", channel, task, source, ticket_id, revision)
 
 
 def written_key(task: str, source: str, ticket_id: str, revision: str) -> str:
-    """A hash of the sinks that already took this ticket revision's result."""
-    return f"{KEY_PREFIX}:written:{task}:{source}:{ticket_id}:{revision}"
+    """A hash of the write-back targets that already took this ticket revision's result."""
+    return _key("written", task, source, ticket_id, revision)
+
+
+def _key(kind: str, *parts: str) -> str:
+    """``triage:<kind>:<part>:...`` with ``%`` and ``:`` escaped in each part, so no two
+    distinct tuples share a key (an id ``"X:b"`` and revision ``"c"`` against ``"X"`` and
+    ``"b:c"``)."""
+    return ":".join([KEY_PREFIX, kind, *(p.replace("%", "%25").replace(":", "%3A") for p in parts)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -30,8 +31,56 @@ Status = Literal["labelled", "needs_review"]
 SetBy = Literal["model", "human"]
 
 
+#: The ticket systems a label is written back to; their sources are reserved (docs/security.md).
+TICKET_SYSTEMS = ("github", "zendesk", "jira")
+#: GitHub: an owner (user or organisation) and a repository name, as GitHub allows them.
+GITHUB_REPO = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$"
+#: Jira: a project key and the issue's number ("OPS-42").
+JIRA_KEY = r"^[A-Z][A-Z0-9_]{0,49}-[1-9][0-9]{0,17}$"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class GitHubIssue(BaseModel):
+    """Where a GitHub issue lives, as its signed webhook named it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system: Literal["github"] = "github"
+    repo: str = Field(pattern=GITHUB_REPO)
+    number: int = Field(gt=0, lt=2**31)
+
+    @field_validator("repo")
+    @classmethod
+    def _not_a_dot_path(cls, value: str) -> str:
+        if value.split("/")[1] in {".", ".."}:
+            raise ValueError("is not a repository name")
+        return value
+
+
+class ZendeskTicket(BaseModel):
+    """A Zendesk ticket, as its signed trigger named it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system: Literal["zendesk"] = "zendesk"
+    id: int = Field(gt=0, lt=2**53)
+
+
+class JiraIssue(BaseModel):
+    """A Jira issue, as its signed webhook named it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    system: Literal["jira"] = "jira"
+    key: str = Field(pattern=JIRA_KEY)
+
+
+#: A ticket's write-back coordinates, recorded at intake from the channel it arrived on.
+Origin = Annotated[GitHubIssue | ZendeskTicket | JiraIssue, Field(discriminator="system")]
 
 
 class Ticket(BaseModel):
@@ -48,11 +97,22 @@ class Ticket(BaseModel):
     revision: str | None = Field(default=None, min_length=1, max_length=128)
     callback: AnyHttpUrl | None = None
     task: Name = "category"
+    #: Where a label may be written back: set by the verified channel the ticket came through
+    #: (a signed webhook) or a credential granted write-back to that system; never by metadata.
+    origin: Origin | None = None
 
-    @field_validator("id", "subject", "body", "revision")
+    @field_validator("id", "revision")
     @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        # Ids end up in keys, URLs, logs and headers: nothing there may be steered by a byte.
+        if value is not None and _CONTROL.search(value):
+            raise ValueError("must not contain control characters")
+        return value
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:
             raise ValueError("must not contain NUL bytes")
         return value
 
