@@ -198,6 +198,10 @@ class TriageResult(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     enqueued_at: datetime | None = None
     decided_at: datetime = Field(default_factory=_utcnow)
+    #: A human label's author (a login, an account id, a credential's name) and the channel it
+    #: came through ("api", "review", "github", "jira", "zendesk"); None for a model's label.
+    labelled_by: str | None = Field(default=None, max_length=256)
+    via: str | None = Field(default=None, max_length=64)
 
     @property
     def latency_ms(self) -> float | None:
