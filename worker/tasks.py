@@ -79,21 +79,7 @@ def classify(requests: list[SimpleRequest]) -> list[str]:
     # The batch is acked when this returns, except the ids returned: so nothing may escape;
     # every ticket is routed on, re-sent for a retry, dead-lettered, or (Redis unreachable
     # past the publish retries) returned to be delivered again (`worker.batches.redelivery`).
-    unfinished: list[str] = []
-    by_task: dict[str, list[tuple[Ticket, dict[str, Any]]]] = defaultdict(list)
-    ids: dict[str, list[str]] = defaultdict(list)
-    for req in requests:
-        kwargs = req.kwargs if isinstance(req.kwargs, dict) else {}
-        try:
-            ticket = Ticket.parse(kwargs.get("ticket"))
-        except InvalidTicket as exc:
-            try:
-                dead_letter(CLASSIFY_TASK, kwargs, str(exc))
-            except BrokerUnavailable:
-                unfinished.append(req.id)
-            continue
-        by_task[ticket.task].append((ticket, kwargs))
-        ids[ticket.task].append(req.id)
+    by_task, ids, unfinished = _by_task(requests)
     # A classify-only worker routes unsure tickets on: the escalate workers may hold the key.
     review_here = _serves_escalate and resources.frontier() is None
     for task, items in by_task.items():
@@ -192,6 +178,29 @@ def _writeback(self: Task, items: list[Any] | None = None, **one: Any) -> None:
 writeback = app.task(name=WRITEBACK_TASK, **_WRITEBACK_OPTIONS)(_writeback)
 # Messages queued under the name a batch's write-back had before it became `writeback`.
 app.task(name=WRITEBACK_BATCH_TASK, **_WRITEBACK_OPTIONS)(_writeback)
+
+
+def _by_task(
+    requests: list[SimpleRequest],
+) -> tuple[dict[str, list[tuple[Ticket, dict[str, Any]]]], dict[str, list[str]], list[str]]:
+    """A batch's tickets (with their message's kwargs) and request ids by label task; an
+    unreadable one is dead-lettered, or its id returned when even that fails."""
+    by_task: dict[str, list[tuple[Ticket, dict[str, Any]]]] = defaultdict(list)
+    ids: dict[str, list[str]] = defaultdict(list)
+    unfinished: list[str] = []
+    for req in requests:
+        kwargs = req.kwargs if isinstance(req.kwargs, dict) else {}
+        try:
+            ticket = Ticket.parse(kwargs.get("ticket"))
+        except InvalidTicket as exc:
+            try:
+                dead_letter(CLASSIFY_TASK, kwargs, str(exc))
+            except BrokerUnavailable:
+                unfinished.append(req.id)
+            continue
+        by_task[ticket.task].append((ticket, kwargs))
+        ids[ticket.task].append(req.id)
+    return by_task, ids, unfinished
 
 
 def _hand_over(decided: Sequence[Decision]) -> None:
