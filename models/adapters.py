@@ -19,7 +19,15 @@ import numpy.typing as npt
 import torch
 
 from models.base_models import pick_device
-from models.classifier import LABELS_FILE, adapter_version, build_model, predict_logits, read_meta
+from models.classifier import (
+    DEFAULT_BATCHING,
+    LABELS_FILE,
+    Batching,
+    adapter_version,
+    build_model,
+    predict_logits,
+    read_meta,
+)
 from producer.errors import LabelSetError, ModelError
 from producer.labelset import LabelSet
 
@@ -32,9 +40,7 @@ class AdapterSet:
         adapter_dirs: Mapping[str, Path],
         *,
         device: str = "auto",
-        max_length: int = 128,
-        batch_size: int = 64,
-        max_batch_tokens: int | None = None,
+        batching: Batching = DEFAULT_BATCHING,
     ) -> None:
         from peft import PeftModel
 
@@ -49,9 +55,7 @@ class AdapterSet:
             )
         base_model, head = bases.pop()
         self.device = pick_device(device)
-        self.max_length = max_length
-        self.batch_size = batch_size
-        self.max_batch_tokens = max_batch_tokens
+        self.batching = batching
         self.labels: dict[str, LabelSet] = {}
         self.temperatures: dict[str, float] = {}
         self.versions: dict[str, str] = {}
@@ -92,13 +96,7 @@ class AdapterSet:
         with self._lock:  # set_adapter changes the shared model: one batch at a time
             self.model.set_adapter(task)
             logits = predict_logits(
-                self.model,
-                self.tokenizer,
-                texts,
-                device=self.device,
-                max_length=self.max_length,
-                batch_size=self.batch_size,
-                max_batch_tokens=self.max_batch_tokens,
+                self.model, self.tokenizer, texts, device=self.device, batching=self.batching
             )
         scaled = torch.from_numpy(logits) / self.temperatures[task]
         out: npt.NDArray[np.float32] = torch.softmax(scaled, dim=-1).numpy()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from producer.schemas import Neighbour
 
 if TYPE_CHECKING:
     from models.adapters import AdapterSet
-    from models.classifier import Classifier
+    from models.classifier import Batching, Classifier
     from models.embedder import Embedder
     from models.index import TicketIndex
 
@@ -29,18 +29,11 @@ if TYPE_CHECKING:
 CPU_EMBED_BATCH = 16
 
 
-class Batching(TypedDict):
-    """How a classifier runs: the keyword arguments `Classifier.load` and `AdapterSet` share."""
-
-    device: str
-    max_length: int
-    batch_size: int
-    max_batch_tokens: int | None
-
-
 def batching(s: ModelSettings) -> Batching:
+    """How the served classifiers batch (`Classifier.load` and `AdapterSet` alike)."""
+    from models.classifier import Batching
+
     return Batching(
-        device=s.device,
         max_length=s.max_length,
         batch_size=s.batch_size,
         max_batch_tokens=s.max_batch_tokens or None,  # 0 in the settings: no cap
@@ -52,7 +45,7 @@ def load_classifier(adapter_dir: Path, s: ModelSettings) -> Classifier:
     (faster, same predictions; `Classifier.merge_adapter`)."""
     from models.classifier import Classifier
 
-    clf = Classifier.load(adapter_dir, **batching(s))
+    clf = Classifier.load(adapter_dir, device=s.device, batching=batching(s))
     clf.merge_adapter()
     return clf
 
@@ -61,7 +54,7 @@ def load_adapter_set(adapter_dirs: Mapping[str, Path], s: ModelSettings) -> Adap
     """Several tasks' adapters on one base, switched per batch (see `shared_base_tasks`)."""
     from models.adapters import AdapterSet
 
-    return AdapterSet(adapter_dirs, **batching(s))
+    return AdapterSet(adapter_dirs, device=s.device, batching=batching(s))
 
 
 def shared_base_tasks(s: ModelSettings) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ from models.classifier import (
     LABELS_FILE,
     META_FILE,
     META_FORMAT,
+    Batching,
     adapter_version,
     build_model,
     default_head,
@@ -369,8 +370,7 @@ def _fit(
                 tokenizer,
                 eval_texts,
                 device=device,
-                max_length=config.max_length,
-                batch_size=64,
+                batching=Batching(max_length=config.max_length, batch_size=64),
             )
             acc = float((eval_logits.argmax(axis=1) == eval_y).mean())
             logger.info("epoch %d: loss %.4f, eval accuracy %.4f", epoch, loss_ema, acc)

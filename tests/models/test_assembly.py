@@ -110,7 +110,8 @@ def test_eval_loads_with_the_workers_device_batching_and_merged_adapter(
     m = load(adapter, configured, index_data=[])
     m.index.close()
     clf = m.classifier
-    assert (clf.batch_size, clf.max_batch_tokens, clf.device) == (32, 96, pick_device("auto"))
+    assert (clf.batching.batch_size, clf.batching.max_batch_tokens) == (32, 96)
+    assert clf.device == pick_device("auto")
     assert not isinstance(clf.model, PeftModel)  # merged, as the worker serves a lone adapter
     worker_embedder = resources.embedder()
     assert (m.embedder.device, m.embedder.batch_size) == (

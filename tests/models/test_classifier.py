@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.classifier import META_FILE, Classifier
+from models.classifier import META_FILE, Batching, Classifier
 from models.data import LabelledText, examples_dir, read_labelled
 from models.training import TrainConfig, _save_atomically, _split, train
 from producer.errors import ModelError
@@ -73,7 +73,7 @@ def test_adapter_dir_holds_only_the_adapter(adapter):
 @pytest.mark.slow
 def test_predicts_better_than_chance_and_reloads_identically(adapter, banking):
     labels, _, held_out = banking
-    first = Classifier.load(adapter, batch_size=16)
+    first = Classifier.load(adapter, batching=Batching(batch_size=16))
     assert first.labels.names == labels.names
     assert first.base_model == "all-MiniLM-L6-v2"
     assert first.version.startswith("category@")
@@ -81,13 +81,14 @@ def test_predicts_better_than_chance_and_reloads_identically(adapter, banking):
     probs = first.predict_proba(texts)
     truth = np.array([labels.index[r.label] for r in held_out])
     assert (probs.argmax(axis=1) == truth).mean() > 3 / N_LABELS  # chance is 1/10
-    again = Classifier.load(adapter, batch_size=16).predict_proba(texts)
+    again = Classifier.load(adapter, batching=Batching(batch_size=16)).predict_proba(texts)
     np.testing.assert_allclose(again, probs, atol=1e-6)
 
 
 @pytest.mark.slow
 def test_predict_proba_keeps_order_and_sums_to_one(adapter):
-    clf = Classifier.load(adapter, batch_size=3)  # several batches, reordered by length
+    # Several batches, reordered by length.
+    clf = Classifier.load(adapter, batching=Batching(batch_size=3))
     texts = [
         "card?",
         "My card has still not arrived after two weeks, what should I do now?",

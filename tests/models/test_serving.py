@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from models.batches import pad_batch, plan_batches
-from models.classifier import Classifier, adapter_version, build_model, predict_logits
+from models.classifier import Batching, Classifier, adapter_version, build_model, predict_logits
 from models.data import examples_dir
 from models.training import TrainConfig, train
 from producer.labelset import LabelSet
@@ -125,14 +125,18 @@ def test_logits_do_not_depend_on_how_tickets_are_batched(tiny_llama: Path) -> No
     torch.manual_seed(0)
     cpu = torch.device("cpu")
     model, tokenizer = build_model(str(tiny_llama), 3, "sequence_classification", cpu)
-    run = {"device": cpu, "max_length": 32}
-    one_by_one = predict_logits(model, tokenizer, TEXTS, batch_size=1, **run)
-    wide = predict_logits(model, tokenizer, TEXTS, batch_size=64, **run)
-    budget = predict_logits(model, tokenizer, TEXTS, batch_size=64, max_batch_tokens=40, **run)
+
+    def logits(texts: list[str], **cut: int) -> np.ndarray:
+        batching = Batching(max_length=32, **cut)
+        return predict_logits(model, tokenizer, texts, device=cpu, batching=batching)
+
+    one_by_one = logits(TEXTS, batch_size=1)
+    wide = logits(TEXTS, batch_size=64)
+    budget = logits(TEXTS, batch_size=64, max_batch_tokens=40)
     assert one_by_one.shape == (len(TEXTS), 3)
     np.testing.assert_allclose(wide, one_by_one, atol=1e-5)
     np.testing.assert_allclose(budget, one_by_one, atol=1e-5)
-    assert predict_logits(model, tokenizer, [], batch_size=4, **run).shape == (0, 3)
+    assert logits([], batch_size=4).shape == (0, 3)
 
 
 @pytest.mark.slow
@@ -175,10 +179,10 @@ def test_the_token_budget_setting_reaches_the_model(
 
     monkeypatch.setenv("TRIAGE_MAX_BATCH_TOKENS", "64")
     _clear_resources()
-    assert resources.adapter_set().max_batch_tokens == 64
+    assert resources.adapter_set().batching.max_batch_tokens == 64
     monkeypatch.setenv("TRIAGE_MAX_BATCH_TOKENS", "0")  # no cap
     _clear_resources()
-    assert resources.adapter_set().max_batch_tokens is None
+    assert resources.adapter_set().batching.max_batch_tokens is None
 
 
 def test_a_parent_with_cuda_initialised_refuses_to_fork(monkeypatch: pytest.MonkeyPatch) -> None:
