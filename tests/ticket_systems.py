@@ -2,7 +2,9 @@
 
 Each keeps tickets in memory and changes them as the real API would; `throttle(n, retry_after)`
 makes the next `n` requests answer 429 with Retry-After. `writes` counts the calls that changed a
-ticket, `requests` records every call (method, path, headers, JSON body).
+ticket, `requests` records every call (method, path as sent, headers, JSON body), those outside
+the API too. `prefix` serves the API under a path (GitHub Enterprise's ``/api/v3``, a Jira
+context path); `url` then includes it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ class Request:
 
 
 class TicketSystem:
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix.rstrip("/")
         self.lock = threading.Lock()
         self.requests: list[Request] = []
         self.writes = 0
@@ -57,8 +60,11 @@ class TicketSystem:
                             {"message": "slow down"},
                             {"Retry-After": system._retry_after},
                         )
+                    elif system.prefix and not path.startswith(system.prefix + "/"):
+                        status, reply, extra = 404, {"message": "outside the API"}, {}
                     else:
-                        status, reply = system.handle(self.command, path, body)
+                        api_path = path.removeprefix(system.prefix)
+                        status, reply = system.handle(self.command, api_path, body)
                         extra = {}
                 data = b"" if reply is None else json.dumps(reply).encode()
                 self.send_response(status)
@@ -89,7 +95,7 @@ class TicketSystem:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"http://{host!s}:{port}{self.prefix}"
 
     def __enter__(self) -> Any:
         self._thread.start()
@@ -103,8 +109,8 @@ class TicketSystem:
 class GitHub(TicketSystem):
     """``/repos/{owner}/{repo}/issues/{n}``: GET, POST ``/labels``, DELETE ``/labels/{name}``."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__(prefix)
         self.labels: dict[tuple[str, int], list[str]] = {}
 
     def handle(self, method: str, path: str, body: Any) -> Reply:
@@ -131,8 +137,8 @@ class GitHub(TicketSystem):
 class Zendesk(TicketSystem):
     """``/api/v2/tickets/{id}.json``: GET, and PUT with ``safe_update`` (409 on a stale stamp)."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__(prefix)
         self.tickets: dict[str, dict[str, Any]] = {}
 
     def add(self, ticket_id: str, tags: list[str]) -> None:
@@ -161,7 +167,10 @@ class Zendesk(TicketSystem):
                 return 409, {"error": "UpdateConflict"}
             self.writes += 1
             ticket["tags"] = update.get("tags", ticket["tags"])
-            ticket["custom_fields"] = update.get("custom_fields", ticket["custom_fields"])
+            # Zendesk merges custom fields by id: an update names only the fields it sets.
+            fields = {f["id"]: f for f in ticket["custom_fields"]}
+            fields |= {f["id"]: f for f in update.get("custom_fields", [])}
+            ticket["custom_fields"] = list(fields.values())
             ticket["updated_at"] += "+"
             return 200, {"ticket": ticket}
         return 405, {"error": "no"}
@@ -170,8 +179,8 @@ class Zendesk(TicketSystem):
 class Jira(TicketSystem):
     """``/rest/api/2/issue/{key}``: GET (``?fields=labels``), PUT of ``update.labels`` ops."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__(prefix)
         self.labels: dict[str, list[str]] = {}
 
     def handle(self, method: str, path: str, body: Any) -> Reply:

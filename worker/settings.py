@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,20 +53,25 @@ class WorkerSettings(BaseSettings):
     callback_secret: SecretStr | None = None
     #: Longest wait for a callback target's answer, seconds.
     callback_timeout_s: float = Field(default=10.0, gt=0)
-    #: Write-back to ticket systems, chosen by `ticket.source`; a system without a token is
-    #: skipped (recorded as ``not-configured``). GitHub: issue labels over the REST API.
+    #: Write-back to ticket systems, chosen by `ticket.source`, to the ticket's verified
+    #: `origin` only (docs/security.md); a system without a token is skipped (recorded as
+    #: ``not-configured``). GitHub: issue labels over the REST API.
     github_api_url: str = "https://api.github.com"
     github_token: SecretStr | None = None
     #: Zendesk: ticket tags, and a custom field when its id is given. Auth: email + API token.
     zendesk_url: str | None = None
     zendesk_email: str | None = None
     zendesk_token: SecretStr | None = None
-    zendesk_field_id: int | None = None
+    #: Zendesk custom field per task (JSON object, task -> field id): the task's label goes there.
+    zendesk_field_ids: dict[str, int] = Field(default_factory=dict)
+    #: The "category" task's field, when `TRIAGE_ZENDESK_FIELD_IDS` names none (older setting).
+    zendesk_field_id: int | None = Field(default=None, gt=0)
     #: Jira: the issue's labels field. Auth: email + API token (Cloud) or a bearer PAT (no email).
     jira_url: str | None = None
     jira_email: str | None = None
     jira_token: SecretStr | None = None
-    #: Labels we write carry this prefix, so ours are told apart from everyone else's.
+    #: Labels we write are ``<prefix><task>:<label>``, so ours are told apart from everyone
+    #: else's and each task keeps to its own (`producer.namespace`).
     source_label_prefix: str = Field(default="triage:", min_length=1)
     #: A label or tag a person adds to say "hands off": we never write to such a ticket.
     source_human_marker: str = Field(default="triage:human", min_length=1)
@@ -89,6 +94,14 @@ class WorkerSettings(BaseSettings):
     #: Worker log lines: "text" (Celery's prefix, ticket events as key=value pairs) or "json"
     #: (one JSON object a line, ticket event fields at the top level, for a log shipper).
     log_format: Literal["text", "json"] = "text"
+
+    @field_validator("zendesk_field_ids")
+    @classmethod
+    def _field_ids_positive(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = sorted(task for task, field_id in value.items() if field_id <= 0)
+        if bad:
+            raise ValueError(f"field ids must be positive (tasks {bad})")
+        return value
 
     @model_validator(mode="after")
     def _visibility_above_limits(self) -> WorkerSettings:
@@ -115,6 +128,12 @@ class WorkerSettings(BaseSettings):
                 f"the callback and source timeouts ({slowest} s)"
             )
         return self
+
+    def zendesk_field_for(self, task: str) -> int | None:
+        """The Zendesk custom field that holds `task`'s label, if any."""
+        if task in self.zendesk_field_ids:
+            return self.zendesk_field_ids[task]
+        return self.zendesk_field_id if task == "category" else None
 
     @property
     def writeback_lease_s(self) -> int:

@@ -1,17 +1,23 @@
-"""Write-back to the ticket systems tickets came from, chosen by `ticket.source`.
+"""Write-back to the ticket systems tickets came from, chosen by `ticket.source`, written only to
+the ticket's verified `origin` (docs/security.md): a ticket without one, or with another
+system's, is written nowhere (``skipped``), whatever its metadata says.
 
-Each adapter reads the ticket's current labels first and writes only when no one else changed
-ours since the revision we classified (and no "hands off" marker is set): a human always wins.
-The generic signed callback (`callback.py`) is the fallback for every other source.
+Each system's target reads the ticket's current labels first and writes in the task's own
+namespace only when no one changed ours since the revision we classified (and no "hands off"
+marker is set): a human always wins. The generic signed callback (`callback.py`) is the
+fallback for every other source.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from producer.schemas import Ticket, TriageResult
 from worker.settings import WorkerSettings, get_settings
 from worker.writeback.targets import github, jira, zendesk
+
+log = logging.getLogger(__name__)
 
 Writer = Callable[[Ticket, TriageResult, WorkerSettings], str]
 
@@ -28,6 +34,9 @@ def write_to_source(ticket: Ticket, result: TriageResult) -> str:
     if entry is None:
         return "none"
     if result.status != "labelled" or result.label is None:
+        return "skipped"
+    if ticket.origin is None or ticket.origin.system != ticket.source:
+        log.info("%s ticket %r has no verified origin: not written back", ticket.source, ticket.id)
         return "skipped"
     configured, write = entry
     settings = get_settings()
