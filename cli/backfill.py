@@ -23,6 +23,7 @@ from producer.backfill import (
     valid_tickets,
     write_results,
 )
+from producer.schemas import TICKET_SYSTEMS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -49,6 +50,14 @@ BROKER_EXIT = 3  # as `triage enqueue`: Redis did not take the tickets
     metavar="FIELD=COLUMN",
     help="Ticket field from an input column, e.g. --map id=ticket_id --map body=text.",
 )
+@click.option(
+    "--grant",
+    "grants",
+    multiple=True,
+    type=click.Choice(TICKET_SYSTEMS),
+    help="Take rows of this ticket system, with their write-back origin (repeatable); "
+    "without it such rows are rejected (docs/security.md).",
+)
 @click.option("--chunk-size", type=int, default=500, show_default=True)
 @click.option("--rate", type=float, default=None, help="Most tickets per second.")
 @click.option(
@@ -70,6 +79,7 @@ def backfill(
     ticket_source: str,
     fmt: str | None,
     mappings: tuple[str, ...],
+    grants: tuple[str, ...],
     chunk_size: int,
     rate: float | None,
     rejects: Path | None,
@@ -90,6 +100,7 @@ def backfill(
       triage backfill tickets.jsonl --resume
       triage backfill tickets.csv --dry-run --sample 50 --label-column category
       triage backfill tickets.jsonl --wait --out labelled.jsonl
+      triage backfill github-export.jsonl --ticket-source github --grant github
     """
     from rich.console import Console
 
@@ -97,6 +108,11 @@ def backfill(
 
     path = _input_file(input_path, wait=wait, out=out, resume=resume)
     mapping = _mapping(mappings)
+    if ticket_source in TICKET_SYSTEMS and ticket_source not in grants:
+        raise click.UsageError(
+            f"--ticket-source {ticket_source} is a ticket system: add --grant {ticket_source} "
+            "to write its labels back (docs/security.md)"
+        )
     checkpoint = path.with_name(path.name + ".checkpoint") if path is not None else None
     if checkpoint is not None and checkpoint.exists() and not resume and not dry_run:
         checkpoint.unlink()  # a fresh run starts at the top
@@ -112,6 +128,7 @@ def backfill(
             rejects_path=rejects,
             checkpoint_path=checkpoint,
             force=force,
+            grants=frozenset(grants),
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
@@ -193,7 +210,10 @@ def _dry_run(
         rows = open_rows(stream, config.fmt)
         picked = list(
             itertools.islice(
-                valid_tickets(rows, mapping=config.mapping, source=config.source), sample
+                valid_tickets(
+                    rows, mapping=config.mapping, source=config.source, grants=config.grants
+                ),
+                sample,
             )
         )
     table = Table(title=f"dry run: {len(picked)} tickets classified, nothing written")

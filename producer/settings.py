@@ -30,6 +30,15 @@ class ProducerSettings(BaseSettings):
     #: A call that finds the queue empty is always taken, so the bound is the larger of this
     #: and one call's tickets (a backfill chunk). About 2 kB of Redis memory a message. 0: no cap.
     max_queue_depth: int = Field(default=100_000, ge=0)
+    #: Our labels in the ticket systems are ``<prefix><task>:<label>`` (`producer.namespace`);
+    #: the webhooks read a person's relabel by it. The worker writes with the same variable.
+    source_label_prefix: str = Field(default="triage:", min_length=1)
+    #: Who the bot is in each ticket system (GitHub login, Jira accountId, Zendesk user id), so
+    #: the label changes it makes are not taken for a person's relabel. Unset: every label change
+    #: in that system is ignored (none becomes a human label). See docs/security.md.
+    github_bot_login: str | None = Field(default=None, min_length=1)
+    jira_bot_account_id: str | None = Field(default=None, min_length=1)
+    zendesk_bot_user_id: str | None = Field(default=None, min_length=1)
 
     @field_validator("redis_url")
     @classmethod

@@ -3,6 +3,8 @@
     from producer.backfill import BackfillConfig, run_backfill
     stats = run_backfill(open("tickets.csv", "rb"), BackfillConfig(source="helpdesk"))
 
+Rows of a ticket system (``github``, ``zendesk``, ``jira``), and rows with an ``origin``, are
+rejected unless the config grants that system (``BackfillConfig(grants=...)``, ``--grant``).
 Light like the rest of `producer`; the `triage backfill` command (`cli.backfill`) adds the
 progress bar, the summary and the dry run.
 """

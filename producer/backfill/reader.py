@@ -1,15 +1,21 @@
-"""Reading backfill input one row at a time (memory stays flat), and mapping rows to tickets."""
+"""Reading backfill input one row at a time (memory stays flat), and mapping rows to tickets.
+
+A row may name a ticket system's source (``github``, ``zendesk``, ``jira``) and carry an
+``origin`` (where its label is written back) only when the run is granted that system
+(``triage backfill --grant github``); otherwise the row is rejected, saying so
+(docs/security.md).
+"""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
 from producer.errors import InvalidTicket
-from producer.schemas import Ticket
+from producer.schemas import TICKET_SYSTEMS, Ticket
 
 Format = Literal["jsonl", "csv"]
 _TICKET_FIELDS = set(Ticket.model_fields)
@@ -39,9 +45,19 @@ def open_rows(stream: IO[bytes], fmt: Format, counter: ByteCounter | None = None
     return _csv(stream, counter)
 
 
-def row_to_ticket(data: Mapping[str, Any], *, mapping: Mapping[str, str], source: str) -> Ticket:
+def row_to_ticket(
+    data: Mapping[str, Any],
+    *,
+    mapping: Mapping[str, str],
+    source: str,
+    grants: Collection[str] = (),
+) -> Ticket:
     """A `Ticket` from a row: `mapping` names the column of each ticket field (``body=text``);
-    columns of the same name as a field are taken as they are; the rest go into `metadata`."""
+    columns of the same name as a field are taken as they are; the rest go into `metadata`.
+
+    `grants`: the ticket systems this run may enqueue for, with the rows' ``origin`` (a JSON
+    object, or its text in a CSV cell). A ticket system not granted, or an origin without its
+    grant, raises `InvalidTicket` saying so."""
     used = set(mapping.values())
     fields: dict[str, Any] = {"source": source}
     metadata: dict[str, Any] = {}
@@ -60,14 +76,21 @@ def row_to_ticket(data: Mapping[str, Any], *, mapping: Mapping[str, str], source
     if metadata:
         given = fields.get("metadata")
         fields["metadata"] = {**metadata, **(given if isinstance(given, dict) else {})}
-    for key in ("revision", "callback", "created_at"):
+    for key in ("revision", "callback", "created_at", "origin"):
         if fields.get(key) == "":  # an empty CSV cell means "not given"
             del fields[key]
-    return Ticket.parse(fields)
+    _check_grant(fields, grants)
+    ticket = Ticket.parse(fields)
+    if ticket.origin is not None and ticket.origin.system != ticket.source:
+        raise _refused(
+            "origin",
+            f"a {ticket.origin.system} origin cannot be written back for source {ticket.source!r}",
+        )
+    return ticket
 
 
 def valid_tickets(
-    rows: Iterable[Row], *, mapping: Mapping[str, str], source: str
+    rows: Iterable[Row], *, mapping: Mapping[str, str], source: str, grants: Collection[str] = ()
 ) -> Iterator[tuple[dict[str, Any], Ticket]]:
     """Each readable row that makes a valid ticket, with its columns; the rest are skipped
     (`run_backfill` is what reports them)."""
@@ -75,10 +98,37 @@ def valid_tickets(
         if row.data is None:
             continue
         try:
-            ticket = row_to_ticket(row.data, mapping=mapping, source=source)
+            ticket = row_to_ticket(row.data, mapping=mapping, source=source, grants=grants)
         except InvalidTicket:
             continue
         yield row.data, ticket
+
+
+def _check_grant(fields: dict[str, Any], grants: Collection[str]) -> None:
+    """Refuse a ticket system's source, or an origin, that the run is not granted."""
+    source = fields.get("source")
+    if isinstance(source, str) and source in TICKET_SYSTEMS and source not in grants:
+        raise _refused(
+            "source",
+            f"{source!r} is a ticket system: a backfill may enqueue for it only with "
+            f"--grant {source}",
+        )
+    origin = fields.get("origin")
+    if origin is None:
+        return
+    if not (isinstance(source, str) and source in TICKET_SYSTEMS):
+        raise _refused(
+            "origin", "write-back coordinates come only with a granted ticket system's source"
+        )
+    if isinstance(origin, str):  # a CSV cell holds the object as JSON text
+        try:
+            fields["origin"] = json.loads(origin)
+        except (ValueError, RecursionError) as exc:
+            raise _refused("origin", "is not a JSON object") from exc
+
+
+def _refused(field: str, error: str) -> InvalidTicket:
+    return InvalidTicket(f"invalid ticket ({field}: {error})", [{"field": field, "error": error}])
 
 
 def _jsonl(stream: IO[bytes], counter: ByteCounter) -> Iterator[Row]:
@@ -93,6 +143,9 @@ def _jsonl(stream: IO[bytes], counter: ByteCounter) -> Iterator[Row]:
             continue
         except json.JSONDecodeError as exc:
             yield Row(n, None, f"not JSON: {exc.msg}")
+            continue
+        except (ValueError, RecursionError):  # an integer of 5,000 digits, arrays 10,000 deep
+            yield Row(n, None, "not JSON we read: a number too long or nesting too deep")
             continue
         if not isinstance(data, dict):
             yield Row(n, None, "not a JSON object")

@@ -60,7 +60,9 @@ def write_results(
         chunk.clear()
 
     rows = open_rows(stream, config.fmt)
-    for data, ticket in valid_tickets(rows, mapping=config.mapping, source=config.source):
+    for data, ticket in valid_tickets(
+        rows, mapping=config.mapping, source=config.source, grants=config.grants
+    ):
         chunk.append((data, ticket))
         if len(chunk) >= config.chunk_size:
             flush()

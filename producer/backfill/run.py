@@ -22,7 +22,7 @@ from producer.backfill.reader import ByteCounter, Format, Row, open_rows, reject
 from producer.backoff import backoff_s
 from producer.client import send_tickets
 from producer.errors import InvalidTicket, QueueFull
-from producer.schemas import Ticket
+from producer.schemas import TICKET_SYSTEMS, Ticket
 from producer.settings import ProducerSettings
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,17 @@ class BackfillConfig:
     #: Progress is recorded here; an existing checkpoint makes the run resume after it.
     checkpoint_path: Path | None = None
     force: bool = False
+    #: Ticket systems (``github``, ``zendesk``, ``jira``) whose rows are taken, with their
+    #: ``origin``; any other row naming one is rejected (docs/security.md).
+    grants: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size={self.chunk_size} must be at least 1")
         if self.rate_per_s is not None and self.rate_per_s <= 0:
             raise ValueError(f"rate_per_s={self.rate_per_s} must be positive")
+        if unknown := sorted(set(self.grants) - set(TICKET_SYSTEMS)):
+            raise ValueError(f"grants {unknown} are not ticket systems {list(TICKET_SYSTEMS)}")
 
 
 @dataclass
@@ -167,7 +172,7 @@ def _send_when_room(
     is for, so it slows to the workers' pace instead of stopping."""
     for attempt in itertools.count():
         try:
-            return send_tickets(tickets, force=force, settings=settings)
+            return send_tickets(tickets, force=force, settings=settings, channel="backfill")
         except QueueFull as exc:
             wait_s = backoff_s(attempt, base_s=0.5, cap_s=10.0)
             log.info("%s; the backfill waits %.1f s", exc, wait_s)
@@ -181,7 +186,9 @@ def _validate(
     error: str | InvalidTicket | None = row.error
     if row.data is not None and error is None:
         try:
-            return row_to_ticket(row.data, mapping=config.mapping, source=config.source)
+            return row_to_ticket(
+                row.data, mapping=config.mapping, source=config.source, grants=config.grants
+            )
         except InvalidTicket as exc:
             error = exc
     stats.rejected += 1

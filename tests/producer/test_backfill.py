@@ -90,3 +90,110 @@ def test_resume_skips_what_the_checkpoint_covers(rdb: redis.Redis, tmp_path) -> 
 def test_rate_cap(rdb: redis.Redis) -> None:
     stats = run_backfill(io.BytesIO(jsonl(30)), BackfillConfig(rate_per_s=100))
     assert stats.enqueued == 30 and stats.elapsed_s >= 0.25
+
+
+# -- provenance: ticket systems only with --grant -------------------------------------------
+
+
+def queued_tickets(rdb: redis.Redis) -> list[dict]:
+    from base64 import b64decode
+
+    return [
+        json.loads(b64decode(json.loads(m)["body"]))[1]["ticket"]
+        for m in rdb.lrange(CLASSIFY_QUEUE, 0, -1)
+    ]
+
+
+def rows(*items: dict) -> bytes:
+    return b"".join(json.dumps(i).encode() + b"\n" for i in items)
+
+
+GH_ORIGIN = {"system": "github", "repo": "acme/app", "number": 7}
+
+
+def test_a_ticket_systems_source_is_rejected_without_a_grant(rdb: redis.Redis, tmp_path) -> None:
+    """Today's main took any source and origin from a row: a backfill could aim the bot."""
+    data = rows(
+        {"id": "a", "body": "x", "source": "github", "metadata": {"repo": "victim/r"}},
+        {"id": "b", "body": "x", "source": "zendesk", "origin": {"system": "zendesk", "id": 1}},
+        {"id": "c", "body": "x", "origin": GH_ORIGIN},
+        {"id": "d", "body": "x", "source": "helpdesk", "origin": GH_ORIGIN},
+        {"id": "e", "body": "fine", "source": "helpdesk"},
+    )
+    rejects = tmp_path / "rejects.jsonl"
+    stats = run_backfill(io.BytesIO(data), BackfillConfig(rejects_path=rejects))
+    assert (stats.enqueued, stats.rejected) == (1, 4)
+    reasons = [json.loads(line)["errors"][0] for line in rejects.read_text().splitlines()]
+    assert reasons[0] == {
+        "field": "source",
+        "error": "'github' is a ticket system: a backfill may enqueue for it only with "
+        "--grant github",
+    }
+    assert reasons[1]["field"] == "source" and "--grant zendesk" in reasons[1]["error"]
+    assert [r["field"] for r in reasons[2:]] == ["origin", "origin"]
+    [ticket] = queued_tickets(rdb)
+    assert ticket["id"] == "e" and ticket["origin"] is None
+
+
+def test_a_granted_system_takes_the_rows_origin_validated(rdb: redis.Redis, tmp_path) -> None:
+    data = rows(
+        {"id": "acme/app#7", "body": "x", "source": "github", "origin": GH_ORIGIN},
+        {"id": "n", "body": "x", "source": "github"},  # no origin: classified, never written
+        {
+            "id": "t",
+            "body": "x",
+            "source": "github",
+            "origin": {**GH_ORIGIN, "repo": "../../orgs/x"},
+        },
+        {"id": "z", "body": "x", "source": "zendesk", "origin": {"system": "zendesk", "id": 3}},
+        {"id": "w", "body": "x", "source": "github", "origin": {"system": "zendesk", "id": 3}},
+        {
+            "id": "s",
+            "body": "x",
+            "source": "zendesk",
+            "origin": {"system": "zendesk", "id": "1/../../users/me"},
+        },
+    )
+    rejects = tmp_path / "rejects.jsonl"
+    config = BackfillConfig(rejects_path=rejects, grants=frozenset({"github"}))
+    stats = run_backfill(io.BytesIO(data), config)
+    assert (stats.enqueued, stats.rejected) == (2, 4)
+    lines = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [r["line"] for r in lines] == [3, 4, 5, 6]
+    assert lines[0]["errors"][0]["field"].startswith("origin")
+    assert "--grant zendesk" in lines[1]["errors"][0]["error"]
+    assert "origin cannot be written back for source 'github'" in lines[2]["errors"][0]["error"]
+    got = {t["id"]: t["origin"] for t in queued_tickets(rdb)}
+    assert got == {"acme/app#7": GH_ORIGIN, "n": None}
+
+
+def test_a_csv_origin_cell_is_json_text(rdb: redis.Redis) -> None:
+    data = (
+        b"id,body,source,origin\n"
+        b'1,x,jira,"{""system"": ""jira"", ""key"": ""OPS-1""}"\n'
+        b"2,y,jira,\n"
+        b"3,z,jira,OPS-3\n"
+    )
+    config = BackfillConfig(fmt="csv", grants=frozenset({"jira"}))
+    stats = run_backfill(io.BytesIO(data), config)
+    assert (stats.enqueued, stats.rejected) == (2, 1)
+    got = {t["id"]: t["origin"] for t in queued_tickets(rdb)}
+    assert got == {"1": {"system": "jira", "key": "OPS-1"}, "2": None}
+
+
+def test_backfill_claims_its_own_dedupe_keys(rdb: redis.Redis) -> None:
+    run_backfill(io.BytesIO(jsonl(2)), BackfillConfig())
+    keys = sorted(rdb.scan_iter("triage:enqueued:*"))
+    assert len(keys) == 2 and all(k.startswith("triage:enqueued:backfill:") for k in keys)
+
+
+def test_unreadable_json_lines_are_rejects_not_a_crash(rdb: redis.Redis, tmp_path) -> None:
+    data = b"[" * 100_000 + b"\n" + b'{"id": "1", "body": ' + b"9" * 5000 + b"}\n"
+    data += b'{"id": "2", "body": "ok"}\n'
+    stats = run_backfill(io.BytesIO(data), BackfillConfig())
+    assert (stats.enqueued, stats.rejected) == (1, 2)
+
+
+def test_grants_name_ticket_systems() -> None:
+    with pytest.raises(ValueError, match="not ticket systems"):
+        BackfillConfig(grants=frozenset({"helpdesk"}))

@@ -92,6 +92,35 @@ def test_stdin_and_option_errors(rdb: redis.Redis) -> None:
     assert CliRunner().invoke(main, ["backfill", "-", "--map", "id"], input=lines).exit_code == 2
 
 
+def test_ticket_systems_need_a_grant(rdb: redis.Redis, tmp_path) -> None:
+    origin = {"system": "github", "repo": "acme/app", "number": 7}
+    src = tmp_path / "gh.jsonl"
+    src.write_text(
+        json.dumps({"id": "acme/app#7", "body": "card", "origin": origin})
+        + "\n"
+        + json.dumps({"id": "x", "body": "card", "source": "zendesk"})
+        + "\n"
+    )
+    refused = CliRunner().invoke(main, ["backfill", str(src), "--ticket-source", "github"])
+    assert refused.exit_code == 2 and "--grant github" in refused.output
+    assert rdb.llen(CLASSIFY_QUEUE) == 0
+    ok = CliRunner().invoke(
+        main, ["backfill", str(src), "--ticket-source", "github", "--grant", "github"]
+    )
+    assert ok.exit_code == 0, ok.output
+    [ticket] = [
+        json.loads(base64.b64decode(json.loads(m)["body"]))[1]["ticket"]
+        for m in rdb.lrange(CLASSIFY_QUEUE, 0, -1)
+    ]
+    assert ticket["origin"] == origin and ticket["source"] == "github"
+    [reject] = [
+        json.loads(x) for x in (tmp_path / "gh.jsonl.rejects.jsonl").read_text().splitlines()
+    ]
+    assert reject["line"] == 2 and "--grant zendesk" in reject["errors"][0]["error"]
+    bad = CliRunner().invoke(main, ["backfill", str(src), "--grant", "helpdesk"])
+    assert bad.exit_code == 2
+
+
 @pytest.mark.slow
 def test_killed_backfill_resumes_with_every_ticket_once(
     rdb: redis.Redis, redis_url, tmp_path
