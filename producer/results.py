@@ -1,4 +1,5 @@
-"""Reading results back: the result store is a Redis string per ticket (JSON `TriageResult`)."""
+"""Reading results back: the result store is a Redis string per ticket (JSON `TriageResult`), and
+the ticket as last written back (JSON `Ticket`), which feedback and review act on."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import redis
 
 from producer.client import redis_client
 from producer.errors import BrokerUnavailable
-from producer.names import result_key
-from producer.schemas import TriageResult
+from producer.names import result_key, ticket_key
+from producer.schemas import Ticket, TriageResult
 from producer.settings import ProducerSettings, get_settings
 
 
@@ -26,6 +27,20 @@ def get_result(
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
     return None if raw is None else TriageResult.model_validate_json(raw)
+
+
+def get_ticket(
+    task: str, source: str, ticket_id: str, *, settings: ProducerSettings | None = None
+) -> Ticket | None:
+    """The ticket as the write-back path last stored it (its verified `origin` included), or
+    None for a ticket the service has not labelled."""
+    settings = settings or get_settings()
+    client = redis_client(settings.resolved_redis_url, settings.broker_timeout_s)
+    try:
+        raw = client.get(ticket_key(task, source, ticket_id))
+    except redis.RedisError as exc:
+        raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
+    return None if raw is None else Ticket.model_validate_json(raw)
 
 
 def get_results(

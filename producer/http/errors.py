@@ -1,7 +1,7 @@
 """How the HTTP app answers the service's errors: each one mapped to its status code here, once.
 
-Routes raise (`producer.errors`, `TooLarge`, or FastAPI's `HTTPException` for a plain 404/429);
-they never build an error response themselves.
+Routes raise (`producer.errors`, the edge's own `TooLarge`, `Forbidden` and `ClientGone`, or
+FastAPI's `HTTPException` for a plain 404/429); they never build an error response themselves.
 """
 
 from __future__ import annotations
@@ -23,6 +23,15 @@ class TooLarge(Exception):
     """A request body over `TRIAGE_MAX_BODY_BYTES`: 413."""
 
 
+class Forbidden(Exception):
+    """A verified caller without the right for what it asked (a scope, a source, an origin): 403."""
+
+
+class ClientGone(Exception):
+    """The client went away before its body was in. Nobody is left to answer; the server's
+    protocol (`producer.http.server`) logs the one line, so the app only unwinds."""
+
+
 def install_handlers(app: FastAPI) -> None:
     """Register every handler of the app. `QueueFull` is a `BrokerUnavailable`; the most specific
     handler wins, so a full queue keeps its own message."""
@@ -31,6 +40,8 @@ def install_handlers(app: FastAPI) -> None:
     app.exception_handler(QueueFull)(_queue_full)
     app.exception_handler(BrokerUnavailable)(_unavailable)
     app.exception_handler(TooLarge)(_too_large)
+    app.exception_handler(Forbidden)(_forbidden)
+    app.exception_handler(ClientGone)(_gone)
 
 
 async def _unauthorized(_: Request, exc: SignatureInvalid) -> JSONResponse:
@@ -60,3 +71,12 @@ async def _unavailable(_: Request, exc: BrokerUnavailable) -> JSONResponse:
 
 async def _too_large(_: Request, exc: TooLarge) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=413)
+
+
+async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=403)
+
+
+async def _gone(_: Request, exc: ClientGone) -> JSONResponse:
+    # 499 (nginx's "client closed request"): only the metrics see it, the client has left.
+    return JSONResponse({"detail": "client closed the request"}, status_code=499)

@@ -1,10 +1,14 @@
 """Prometheus metrics of the HTTP app: requests by route and status, latency, tickets enqueued,
-and the queue depths read from Redis at scrape time."""
+and the queue depths read from Redis at scrape time.
+
+Every label value comes from a bounded set: routes by their template, sources from the
+configuration (any other folds into ``other``), so no request can add a series.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
@@ -21,7 +25,10 @@ class Metrics:
     time (`producer.queue_stats`), as every worker does.
     """
 
-    def __init__(self, connect: Callable[[], redis.Redis] | None = None) -> None:
+    def __init__(
+        self, connect: Callable[[], redis.Redis] | None = None, sources: Iterable[str] = ()
+    ) -> None:
+        self.sources = frozenset(sources)
         self.registry = CollectorRegistry()
         if connect is not None:
             self.registry.register(QueueCollector(connect))
@@ -38,6 +45,10 @@ class Metrics:
         self.tickets = Counter(
             "triage_tickets", "Tickets received", ["source", "outcome"], registry=self.registry
         )
+
+    def ticket(self, source: str, outcome: str) -> None:
+        """Count a ticket; a source the configuration does not name is counted as ``other``."""
+        self.tickets.labels(source if source in self.sources else "other", outcome).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

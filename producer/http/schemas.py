@@ -15,10 +15,9 @@ class Accepted(BaseModel):
 
 
 class Feedback(BaseModel):
-    """A human's label for a ticket; the text is needed to index it and to train on it."""
+    """A person's label for a ticket the service knows. The ticket's text and coordinates are
+    the service's stored copy; anything else in the body is ignored."""
 
-    label: str = Field(min_length=1, max_length=128)
+    label: str = Field(min_length=1, max_length=256)
     task: Name = "category"
-    subject: str = ""
-    body: str = ""
     note: str | None = Field(default=None, max_length=1000)

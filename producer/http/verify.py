@@ -1,8 +1,9 @@
 """Webhook signature schemes, one function per source, all over the raw body bytes.
 
-Each returns the signed timestamp when the scheme has one (so the caller can check its window)
-and raises `SignatureInvalid` otherwise. Any configured secret may match (key rotation), and
-every comparison is constant-time.
+Each returns a `Verified`: which configured key matched (so the caller can apply that key's
+bindings and limits) and the signed timestamp when the scheme has one (so the caller can check
+its window); otherwise it raises `SignatureInvalid`. Any configured key may match (key
+rotation), and every comparison is made, in constant time, before looking at which matched.
 """
 
 from __future__ import annotations
@@ -11,11 +12,21 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from producer.errors import SignatureInvalid
 
-Verifier = Callable[[Mapping[str, str], bytes, list[bytes]], float | None]
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    #: The matching key's place in the source's configured keys (0-based).
+    key: int
+    #: The signed time (unix seconds), when the scheme signs one.
+    stamp: float | None = None
+
+
+Verifier = Callable[[Mapping[str, str], bytes, list[bytes]], Verified]
 
 #: The header carrying each source's delivery id, for dedupe (generic: the signature itself).
 DELIVERY_HEADERS = {
@@ -26,39 +37,42 @@ DELIVERY_HEADERS = {
 }
 
 
-def github(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> float | None:
+def github(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> Verified:
     """``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>``; no timestamp."""
-    _hex_prefixed(headers.get("x-hub-signature-256"), body, secrets, "X-Hub-Signature-256")
-    return None
+    return Verified(
+        _hex_prefixed(headers.get("x-hub-signature-256"), body, secrets, "X-Hub-Signature-256")
+    )
 
 
-def jira(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> float | None:
+def jira(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> Verified:
     """Jira Cloud's ``X-Hub-Signature: sha256=<hex HMAC-SHA256 of the body>``."""
-    _hex_prefixed(headers.get("x-hub-signature"), body, secrets, "X-Hub-Signature")
-    return None
+    return Verified(_hex_prefixed(headers.get("x-hub-signature"), body, secrets, "X-Hub-Signature"))
 
 
-def zendesk(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> float | None:
+def zendesk(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> Verified:
     """Base64 HMAC-SHA256 of ``<timestamp><body>``, the timestamp in its own header."""
     signature = headers.get("x-zendesk-webhook-signature")
     stamp = headers.get("x-zendesk-webhook-signature-timestamp")
     if not signature or not stamp:
         raise SignatureInvalid("missing X-Zendesk-Webhook-Signature or its timestamp")
     given = signature.encode()
-    if not any(
-        hmac.compare_digest(
-            base64.b64encode(hmac.new(s, stamp.encode() + body, hashlib.sha256).digest()), given
-        )
-        for s in secrets
-    ):
-        raise SignatureInvalid("X-Zendesk-Webhook-Signature does not match the body")
+    key = _first(
+        [
+            hmac.compare_digest(
+                base64.b64encode(hmac.new(s, stamp.encode() + body, hashlib.sha256).digest()),
+                given,
+            )
+            for s in secrets
+        ],
+        "X-Zendesk-Webhook-Signature does not match the body",
+    )
     try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-    except ValueError as exc:
+        return Verified(key, datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+    except (ValueError, OverflowError) as exc:
         raise SignatureInvalid("X-Zendesk-Webhook-Signature-Timestamp is not ISO 8601") from exc
 
 
-def generic(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> float | None:
+def generic(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> Verified:
     """``X-Triage-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` (Stripe-style).
 
     Several ``v1=`` entries may be sent, one per key, while the sender rotates its key.
@@ -69,16 +83,14 @@ def generic(headers: Mapping[str, str], body: bytes, secrets: list[bytes]) -> fl
     given = [v.strip().encode() for k, v in parts if k.strip() == "v1"]
     if len(stamps) != 1 or not given:
         raise SignatureInvalid("missing or malformed X-Triage-Signature (t=<unix>,v1=<hex>)")
-    try:
-        stamp = int(stamps[0])
-    except ValueError as exc:
-        raise SignatureInvalid("X-Triage-Signature t= is not a unix time") from exc
-    signed = f"{stamp}.".encode() + body
+    text = stamps[0].strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 12):
+        raise SignatureInvalid("X-Triage-Signature t= is not a unix time")
+    signed = f"{int(text)}.".encode() + body
     expected = [hmac.new(s, signed, hashlib.sha256).hexdigest().encode() for s in secrets]
     # Compare every pair, so timing does not tell which key or entry matched.
-    if not sum(hmac.compare_digest(e, g) for e in expected for g in given):
-        raise SignatureInvalid("X-Triage-Signature does not match the body")
-    return float(stamp)
+    matched = [sum(hmac.compare_digest(e, g) for g in given) > 0 for e in expected]
+    return Verified(_first(matched, "X-Triage-Signature does not match the body"), int(text))
 
 
 VERIFIERS: dict[str, Verifier] = {
@@ -89,10 +101,18 @@ VERIFIERS: dict[str, Verifier] = {
 }
 
 
-def _hex_prefixed(header: str | None, body: bytes, secrets: list[bytes], name: str) -> None:
+def _hex_prefixed(header: str | None, body: bytes, secrets: list[bytes], name: str) -> int:
     if not header or not header.startswith("sha256="):
         raise SignatureInvalid(f"missing or malformed {name} (sha256=<hex>)")
     given = header.removeprefix("sha256=").strip().encode()
     expected = [hmac.new(s, body, hashlib.sha256).hexdigest().encode() for s in secrets]
-    if not sum(hmac.compare_digest(e, given) for e in expected):
-        raise SignatureInvalid(f"{name} does not match the body")
+    return _first(
+        [hmac.compare_digest(e, given) for e in expected], f"{name} does not match the body"
+    )
+
+
+def _first(matched: list[bool], message: str) -> int:
+    """The first matching key's place, once every comparison is made."""
+    if True not in matched:
+        raise SignatureInvalid(message)
+    return matched.index(True)

@@ -1,4 +1,5 @@
-"""Operational routes, open to probes and scrapers: `/healthz` and `/metrics`."""
+"""Operational routes: `/healthz`, open to probes, and `/metrics`, which needs an API token
+unless `TRIAGE_METRICS_PUBLIC` (its figures tell an outsider how busy and how behind we are)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import asyncio
 
 import httpx
 import redis
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 
 from producer.client import redis_client
+from producer.http.auth import scraper
 from producer.http.state import Services, ServicesDep
 
 router = APIRouter()
@@ -23,7 +25,7 @@ async def healthz(services: ServicesDep) -> JSONResponse:
     return JSONResponse(checks, status_code=200 if ok else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", dependencies=[Depends(scraper)])
 async def prometheus(services: ServicesDep) -> Response:
     # Off the event loop: the scrape reads queue depths from Redis, which may be slow.
     body = await asyncio.to_thread(services.metrics.render)
