@@ -179,10 +179,12 @@ def demo(limit: int, json_path: Path | None, train_examples: int, retrain: bool)
 @click.option("--loglevel", "-l", default="info", show_default=True)
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 def serve(host: str, port: int, workers: int, loglevel: str, access_log: bool) -> None:
-    """Serve the webhooks and the ticket API (OpenAPI at /docs).
+    """Serve the webhooks and the ticket API (OpenAPI at /docs with TRIAGE_HTTP_DOCS=true).
 
     Refuses to start while a webhook source has no secret (TRIAGE_WEBHOOK_SECRETS) or no API
-    token is set (TRIAGE_API_TOKENS), unless marked insecure (TRIAGE_INSECURE_SOURCES).
+    token is set (TRIAGE_API_TOKENS), unless marked insecure (TRIAGE_INSECURE_SOURCES). Slow
+    clients are cut off (TRIAGE_HTTP_HEADER_TIMEOUT_S, TRIAGE_HTTP_BODY_TIMEOUT_S) and each
+    process serves at most TRIAGE_HTTP_MAX_CONNECTIONS at once (beyond: 503).
 
     \b
     Example, for local use only:
@@ -190,6 +192,9 @@ def serve(host: str, port: int, workers: int, loglevel: str, access_log: bool) -
         triage serve --port 8000
     """
     import uvicorn
+
+    from producer.http.server import TimedH11Protocol
+    from producer.http.settings import get_settings as http_settings
 
     check_settings(models=False, worker=False, http=True)
     uvicorn.run(
@@ -200,6 +205,9 @@ def serve(host: str, port: int, workers: int, loglevel: str, access_log: bool) -
         workers=workers,
         log_level=loglevel,
         access_log=access_log,
+        # uvicorn's own h11 protocol has no header or body read timeout; ours adds both.
+        http=TimedH11Protocol,
+        limit_concurrency=http_settings().http_max_connections,
     )
 
 
