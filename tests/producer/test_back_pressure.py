@@ -72,7 +72,7 @@ def test_an_empty_queue_takes_a_call_bigger_than_the_cap(redis_url, rdb) -> None
 
 
 @pytest.mark.slow
-def test_a_burst_on_the_webhook_meets_503_and_redis_stays_bounded(redis_url, tmp_path) -> None:
+def test_a_burst_on_the_webhook_meets_503_and_redis_stays_bounded(redis_url) -> None:
     """Ten times the cap, from 8 senders at once: every answer is 202 or 503; the queue never
     holds more than the cap; what got 202 is exactly what is queued."""
     client_redis = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -81,7 +81,6 @@ def test_a_burst_on_the_webhook_meets_503_and_redis_stays_bounded(redis_url, tmp
             api_tokens=["t"],
             webhook_sources=["generic"],
             insecure_sources=["generic"],
-            feedback_path=tmp_path / "f.jsonl",
         ),
         ProducerSettings(redis_url=redis_url, max_queue_depth=CAP),
     )

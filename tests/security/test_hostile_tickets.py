@@ -55,7 +55,9 @@ REFUSED: dict[str, tuple[dict[str, Any], str, str]] = {
     "id over the limit": ({"id": "i" * (MAX_ID_CHARS + 1), "body": "x"}, "id", "at most"),
     "NUL in the body": ({"body": "card\x00lost"}, "body", "NUL"),
     "NUL in the subject": ({"subject": "\x00", "body": "x"}, "subject", "NUL"),
-    "NUL in the id": ({"id": "a\x00b", "body": "x"}, "id", "NUL"),
+    "NUL in the id": ({"id": "a\x00b", "body": "x"}, "id", "control characters"),
+    "newline in the id": ({"id": "a\nb", "body": "x"}, "id", "control characters"),
+    "escape in the revision": ({"body": "x", "revision": "r\x1b[2J"}, "revision", "control"),
     "metadata too big": (
         {"body": "x", "metadata": {"k": "v" * MAX_METADATA_BYTES}},
         "metadata",
@@ -104,12 +106,11 @@ def test_enqueue_refuses_a_bad_ticket_and_sends_none(redis_url: str, rdb: redis.
     assert rdb.llen(CLASSIFY_QUEUE) == len(TAKEN)
 
 
-def test_the_http_app_answers_202_413_or_422_never_500(redis_url: str, tmp_path) -> None:
+def test_the_http_app_answers_202_413_or_422_never_500(redis_url: str) -> None:
     settings = HttpSettings(
         api_tokens=["t"],
         webhook_sources=["generic"],
         insecure_sources=["generic"],
-        feedback_path=tmp_path / "f.jsonl",
     )
     app = create_app(settings, ProducerSettings(redis_url=redis_url))
     auth = {"Authorization": "Bearer t", "Content-Type": "application/json"}
