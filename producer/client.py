@@ -22,8 +22,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from producer import wire
-from producer.errors import BrokerUnavailable
+from producer import callbacks, wire
+from producer.errors import BrokerUnavailable, InvalidTicket
 from producer.names import (
     CLASSIFY_QUEUE,
     CLASSIFY_TASK,
@@ -79,9 +79,11 @@ def send_tickets(
 
     One Redis round trip for the whole list: each revision is claimed and queued atomically, so
     a failure leaves nothing claimed that is not queued, and a retry sends exactly what is missing.
-    Raises `QueueFull` (a `BrokerUnavailable`) when the queue is at `TRIAGE_MAX_QUEUE_DEPTH`.
+    Raises `QueueFull` (a `BrokerUnavailable`) when the queue is at `TRIAGE_MAX_QUEUE_DEPTH`,
+    and `InvalidTicket` naming ``callback`` when a callback may not be called (nothing is sent).
     """
     settings = settings or get_settings()
+    refuse_unsafe_callbacks(tickets, settings)
     client = redis_client(settings.resolved_redis_url, settings.broker_timeout_s)
     try:
         sent = wire.push(client, **_classify_push(tickets, settings, channel, force=force))
@@ -105,6 +107,7 @@ async def asend_tickets(
     the same atomic step as the tickets are queued.
     """
     settings = settings or get_settings()
+    await _arefuse_unsafe_callbacks(tickets, settings)
     client = async_redis_client(settings.resolved_redis_url, settings.broker_timeout_s)
     try:
         push = _classify_push(tickets, settings, channel, force=force, gate=gate)
@@ -113,6 +116,52 @@ async def asend_tickets(
         raise BrokerUnavailable(f"Redis at {_safe(settings)} is unreachable: {exc}") from exc
     _log_skipped(sent)
     return sent
+
+
+def refuse_unsafe_callbacks(
+    tickets: Sequence[Ticket],
+    settings: ProducerSettings,
+    resolved: dict[tuple[str, int], list[str]] | None = None,
+) -> None:
+    """Raise `InvalidTicket` (field ``callback``) when a ticket's callback may not be called
+    (`producer.callbacks`). `send_tickets` runs it, so every channel does; a caller that
+    rejects tickets one by one (a backfill row) may run it first, with a `resolved` cache it
+    keeps across calls."""
+    allow = settings.callback_allowlist
+    resolved = {} if resolved is None else resolved
+    errors: list[dict[str, str]] = []
+    for n, ticket in enumerate(tickets):
+        if ticket.callback is not None:
+            try:
+                callbacks.check(str(ticket.callback), allow, resolved)
+            except callbacks.CallbackRefused as exc:
+                errors.append(_callback_error(tickets, n, exc))
+    _raise_if(errors)
+
+
+async def _arefuse_unsafe_callbacks(tickets: Sequence[Ticket], settings: ProducerSettings) -> None:
+    """`refuse_unsafe_callbacks` for asyncio code: the lookups do not block the loop."""
+    allow = settings.callback_allowlist
+    resolved: dict[tuple[str, int], list[str]] = {}
+    errors: list[dict[str, str]] = []
+    for n, ticket in enumerate(tickets):
+        if ticket.callback is not None:
+            try:
+                await callbacks.acheck(str(ticket.callback), allow, resolved)
+            except callbacks.CallbackRefused as exc:
+                errors.append(_callback_error(tickets, n, exc))
+    _raise_if(errors)
+
+
+def _callback_error(tickets: Sequence[Ticket], n: int, exc: Exception) -> dict[str, str]:
+    where = f"[{n}]." if len(tickets) > 1 else ""
+    return {"field": f"{where}callback", "error": str(exc)}
+
+
+def _raise_if(errors: list[dict[str, str]]) -> None:
+    if errors:
+        fields = ", ".join(f"{e['field']}: {e['error']}" for e in errors[:5])
+        raise InvalidTicket(f"invalid ticket ({fields})", errors)
 
 
 def _classify_push(

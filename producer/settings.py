@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from producer.callbacks import Allow
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -30,6 +32,11 @@ class ProducerSettings(BaseSettings):
     #: A call that finds the queue empty is always taken, so the bound is the larger of this
     #: and one call's tickets (a backfill chunk). About 2 kB of Redis memory a message. 0: no cap.
     max_queue_depth: int = Field(default=100_000, ge=0)
+    #: Callback hosts and networks that may be called although they are not public addresses
+    #: (loopback, private, link-local...): a JSON list of host names, addresses and CIDRs, e.g.
+    #: ``["receiver.internal", "10.1.2.0/24"]``. Empty: callbacks reach public addresses only
+    #: (docs/security.md, "Callbacks").
+    callback_allow: list[str] = Field(default_factory=list)
     #: Our labels in the ticket systems are ``<prefix><task>:<label>`` (`producer.namespace`);
     #: the webhooks read a person's relabel by it. The worker writes with the same variable.
     source_label_prefix: str = Field(default="triage:", min_length=1)
@@ -49,6 +56,17 @@ class ProducerSettings(BaseSettings):
         if scheme not in {"redis", "rediss", "unix"}:
             raise ValueError(f"scheme {scheme!r} is not redis://, rediss:// or unix://")
         return value
+
+    @field_validator("callback_allow")
+    @classmethod
+    def _allow_entries(cls, value: list[str]) -> list[str]:
+        Allow.parse(value)  # a bad entry stops the start, naming it
+        return value
+
+    @property
+    def callback_allowlist(self) -> Allow:
+        """`callback_allow`, parsed."""
+        return Allow.parse(self.callback_allow)
 
     @property
     def resolved_redis_url(self) -> str:

@@ -111,10 +111,21 @@ class WorkerProcess:
 StartWorker = Callable[..., WorkerProcess]
 
 
+#: Callbacks in these tests go to a local receiver (`tests.receivers`): allowed by the list,
+#: as a deployment allows its own internal receivers, not by loosening the check.
+LOCAL_CALLBACKS = '["127.0.0.1"]'
+
+
 @pytest.fixture
-def start_worker(tiny_task: TinyTask, redis_url: str, tmp_path: Path) -> Iterator[StartWorker]:
+def start_worker(
+    tiny_task: TinyTask, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[StartWorker]:
     """Start `triage worker` in a real process with the tiny task; env overrides as kwargs."""
+    from producer import settings as producer_settings
+
     started: list[WorkerProcess] = []
+    monkeypatch.setenv("TRIAGE_CALLBACK_ALLOW", LOCAL_CALLBACKS)  # the workers and intake here
+    producer_settings.get_settings.cache_clear()
 
     def start(queues: str = "classify,escalate,writeback", **env: str) -> WorkerProcess:
         data_dir = tmp_path / f"data{len(started)}"
@@ -161,13 +172,17 @@ def worker_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path
     """In-process worker code with settings read afresh and a local Qdrant of this test's own
     (the data dir); this process's resources are closed after. Set variables before use."""
     from models import settings as model_settings
+    from producer import settings as producer_settings
     from worker import resources
     from worker import settings as worker_settings
 
     monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TRIAGE_CALLBACK_ALLOW", LOCAL_CALLBACKS)
     worker_settings.get_settings.cache_clear()
     model_settings.get_settings.cache_clear()
+    producer_settings.get_settings.cache_clear()
     yield tmp_path
     resources.close_all()
     worker_settings.get_settings.cache_clear()
     model_settings.get_settings.cache_clear()
+    producer_settings.get_settings.cache_clear()

@@ -64,8 +64,8 @@ def test_soft_limits_come_before_the_hard_ones() -> None:
 
 
 @pytest.fixture
-def lease_settings(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("TRIAGE_CALLBACK_SECRET", "s")
+def lease_settings(worker_env, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TRIAGE_CALLBACK_SECRET", "s")  # `worker_env` allows the local receiver
     worker_settings.get_settings.cache_clear()
     yield
     worker_settings.get_settings.cache_clear()
