@@ -22,6 +22,7 @@ from typing import Any
 import redis
 
 from producer import wire
+from producer.callbacks import scrub_urls
 from producer.errors import BrokerUnavailable
 from producer.names import (
     CLASSIFY_TASK,
@@ -40,7 +41,9 @@ _TASK_ID_NAMESPACE = uuid.UUID("a3d7b0a4-1f51-4c8e-9a59-2f3c6e0d8b12")
 
 
 def dead_letter(task_name: str, payload: Any, reason: str) -> None:
-    """Park a message that will not succeed, with why, for an operator to inspect or replay."""
+    """Park a message that will not succeed, with why, for an operator to inspect or replay.
+    URLs in `reason` lose any credentials and query (a callback's may carry a token)."""
+    reason = scrub_urls(reason)
     entry = {
         "task": task_name,
         "reason": reason,

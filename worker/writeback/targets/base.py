@@ -10,6 +10,7 @@ from typing import Protocol
 
 import redis
 
+from producer.callbacks import scrub_urls
 from producer.errors import SinkUnavailable
 from producer.schemas import Ticket, TriageResult
 from worker.observe.metrics import get_metrics
@@ -59,7 +60,7 @@ class PerTicket:
                 outcome = self._call(item.ticket, item.result)
             except Exception as exc:
                 get_metrics().sink_failures.labels(self.name).inc()
-                log.warning("%s sink failed for %s: %r", self.name, item.key, exc)
+                log.warning("%s sink failed for %s: %s", self.name, item.key, scrub_urls(repr(exc)))
                 item.error = exc
                 continue
             item.outcomes[self.name] = outcome
