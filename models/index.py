@@ -41,6 +41,9 @@ class IndexedTicket:
     label: str
     text: str
     set_by: SetBy = "model"
+    #: A human label's author and when it was set (ISO 8601); None for a model's label.
+    labelled_by: str | None = None
+    labelled_at: str | None = None
 
 
 def point_id(source: str, ticket_id: str) -> str:
@@ -125,6 +128,14 @@ class TicketIndex:
         if not tickets:
             return
         self.ensure_collection(task, int(vectors.shape[1]))
+        keep = self._human_points(task, [t for t in tickets if t.set_by != "human"])
+        if keep:  # a model label never replaces a person's
+            chosen = [
+                i for i, t in enumerate(tickets) if point_id(t.source, t.ticket_id) not in keep
+            ]
+            tickets, vectors = [tickets[i] for i in chosen], vectors[chosen]
+            if not tickets:
+                return
         points = [
             qm.PointStruct(
                 id=point_id(t.source, t.ticket_id),
@@ -135,6 +146,8 @@ class TicketIndex:
                     "label": t.label,
                     "set_by": t.set_by,
                     "snippet": t.text[:SNIPPET_CHARS],
+                    "labelled_by": t.labelled_by,
+                    "labelled_at": t.labelled_at,
                 },
             )
             for t, v in zip(tickets, vectors, strict=True)
@@ -153,6 +166,21 @@ class TicketIndex:
             if mirror is not None:  # after the collection took them: it stays the truth
                 ids = [str(p.id) for p in points]
                 mirror.put(ids, vectors, [p.payload or {} for p in points])
+
+    def _human_points(self, task: str, tickets: Sequence[IndexedTicket]) -> set[str]:
+        """The ids among `tickets`' points that hold a human label now."""
+        if not tickets:
+            return set()
+        name = collection_name(task)
+        ids = [point_id(t.source, t.ticket_id) for t in tickets]
+        try:
+            with self._serial:
+                found = self._client.retrieve(
+                    name, ids, with_payload=["set_by"], with_vectors=False
+                )
+        except Exception as exc:
+            raise IndexUnavailable(f"Qdrant could not read {name}: {exc}") from exc
+        return {str(p.id) for p in found if (p.payload or {}).get("set_by") == "human"}
 
     def neighbours(
         self, task: str, vectors: np.ndarray, k: int, exclude: Sequence[tuple[str, str]] = ()

@@ -29,6 +29,9 @@ ROUTES = {
 KEY_PREFIX = "triage"
 EVENTS_STREAM = f"{KEY_PREFIX}:events"
 DEAD_LETTER_LIST = f"{KEY_PREFIX}:dead"
+#: Every human label the write-back applied, once each, from any channel: what `triage drift`
+#: counts as corrections and training reads as people's labels.
+FEEDBACK_STREAM = f"{KEY_PREFIX}:feedback"
 
 
 def bell_key(queue: str) -> str:
@@ -49,6 +52,12 @@ def ticket_key(task: str, source: str, ticket_id: str) -> str:
     """The ticket as last written back (JSON, its verified `origin` included): what feedback
     and review act on, so no request can name other coordinates."""
     return _key("ticket", task, source, ticket_id)
+
+
+def label_key(task: str, source: str, ticket_id: str) -> str:
+    """A ticket's label state: whether a person labelled it (who, when) and the newest revision
+    written back, which decide whether a later result applies (`worker.writeback.decide`)."""
+    return _key("label", task, source, ticket_id)
 
 
 def enqueued_key(channel: str, task: str, source: str, ticket_id: str, revision: str) -> str:

@@ -75,7 +75,7 @@ def test_a_failing_ticket_leaves_the_batch_and_its_neighbours_go_on(
         bad.failing.set()
         bad.fail_status = status
         items = _batch(good.url)
-        broken = items[1][0].model_copy(update={"callback": bad.url})
+        broken = Ticket.model_validate({**items[1][0].model_dump(), "callback": bad.url})
         items[1] = (broken, items[1][1], items[1][2])
         done = write_back(items)
         assert isinstance(done[1], error)

@@ -6,7 +6,8 @@ redelivered while its first run still goes on, a ticket classified twice) would 
 target not done yet, so a lease lets one run at a time: the other is retried once the lease is
 free, and then finds the work done. The lease expires by itself when its run dies; a run renews
 it before each target and stops if it lost it (it was paused past its lease, and another took
-over). Everything here is one pipeline for the whole batch.
+over). The same step decides whether the result applies at all (`decide`). Everything here is
+one pipeline for the whole batch.
 """
 
 from __future__ import annotations
@@ -19,19 +20,13 @@ import redis
 from producer.backoff import wait_out
 from producer.errors import SinkUnavailable
 from worker.settings import get_settings
+from worker.writeback import decide
 from worker.writeback.item import Item
 
 log = logging.getLogger(__name__)
 
 WRITTEN_TTL_S = 30 * 24 * 3600
 
-# Take the lease (ARGV[1]: our token) or renew it if it is ours; 0 when another run holds it.
-TAKE_LEASE = """
-local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 1
-"""
 # Release the lease only if it is still ours (it may have expired and been taken since).
 RELEASE_LEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -44,27 +39,37 @@ class WriteInProgress(SinkUnavailable):
 
 
 def hold_and_check(r: redis.Redis, live: list[Item], name: str, token: str) -> list[Item]:
-    """Take or renew each ticket's lease and ask whether target `name` is done for it; return
-    the tickets still to do. A ticket whose lease another run holds gets `WriteInProgress`.
+    """Take or renew each ticket's lease, ask whether target `name` is done for it and decide
+    whether its result applies (``item.decision``, `decide.GATE`); return the tickets still to
+    do. A ticket whose lease another run holds gets `WriteInProgress`.
 
-    Asked per target, not once: a run paused past its lease may find a target done since.
+    Asked per target, not once: a run paused past its lease may find a target done since, and
+    a result may be overtaken (a person's label, a newer revision) between two targets.
     """
     ttl_s = get_settings().writeback_lease_s
     pipe = r.pipeline(transaction=False)
     for item in live:
-        pipe.eval(TAKE_LEASE, 1, item.lease_key, token, ttl_s)
-        pipe.hexists(item.key, name)
-        pipe.pttl(item.lease_key)
-    replies = pipe.execute()
+        pipe.eval(
+            decide.GATE,
+            3,
+            item.lease_key,
+            item.key,
+            item.label_key,
+            token,
+            ttl_s,
+            name,
+            *_gate_args(item),
+        )
     todo: list[Item] = []
-    for n, item in enumerate(live):
-        held, done, left_ms = replies[3 * n : 3 * n + 3]
+    for item, (held, done, answer) in zip(live, pipe.execute(), strict=True):
         if not held:
             item.error = WriteInProgress(
                 f"{item.lease_key} is held by another write-back run",
-                retry_after_s=max(0.1, int(left_ms) / 1000.0),
+                retry_after_s=max(0.1, int(done) / 1000.0),
             )
-        elif not done:
+            continue
+        item.decision = str(answer)
+        if not done:
             todo.append(item)
     return todo
 
@@ -97,7 +102,7 @@ def outcomes(r: redis.Redis, live: list[Item]) -> None:
     for item in live:
         pipe.hgetall(item.key)
     for item, done in zip(live, pipe.execute(), strict=True):
-        item.outcomes = done
+        item.outcomes = {k: v for k, v in done.items() if k != decide.DECISION_FIELD}
 
 
 def release(r: redis.Redis, batch: Iterable[Item], token: str) -> None:
@@ -110,3 +115,20 @@ def release(r: redis.Redis, batch: Iterable[Item], token: str) -> None:
         pipe.execute()
     except redis.RedisError:
         log.warning("could not release %d leases; they expire by themselves", len(items))
+
+
+def _gate_args(item: Item) -> list[str | int]:
+    """`decide.GATE`'s ARGV after the token, lease ttl and target name."""
+    kind, key = decide.revision_order(item.ticket.effective_revision)
+    result = item.result
+    return [
+        "1" if item.by_human else "0",
+        kind,
+        key,
+        decide.time_order(item.ticket.created_at),
+        decide.time_order(result.decided_at) if item.by_human else "",
+        result.labelled_by or "",
+        result.label or "",
+        WRITTEN_TTL_S,
+        item.ticket.effective_revision,
+    ]

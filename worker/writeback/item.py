@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from producer.names import label_key
 from producer.schemas import Ticket, TriageResult
+from worker.writeback.decide import APPLY
 
 
 @dataclass(eq=False)  # compared by identity: `in` over a batch stays cheap
@@ -20,7 +22,18 @@ class Item:
     error: Exception | None = None
     outcomes: dict[str, str] = field(default_factory=dict)
     recorded: set[str] = field(default_factory=set)  # targets recorded as they ran
+    #: `decide.APPLY`, or why no target applies it (``kept-human-label``, ``stale-revision``).
+    decision: str = APPLY
 
     @property
     def lease_key(self) -> str:
         return self.key + ":lease"
+
+    @property
+    def label_key(self) -> str:
+        """The ticket's label state (`worker.writeback.decide`)."""
+        return label_key(self.ticket.task, self.ticket.source, self.ticket.id)
+
+    @property
+    def by_human(self) -> bool:
+        return self.result.decided_by == "human"

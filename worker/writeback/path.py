@@ -2,9 +2,11 @@
 revision), whatever route brought them here. A single ticket is a batch of one.
 
 Every target runs over the whole batch with one Redis round trip per step and one index upsert
-(`targets`). Per revision: each target runs once (`done`: the `written` hash), a model never
-overwrites a human label (`targets.store`), and a run holds the revision's lease, renewed
-before each target, while it writes. A ticket whose target fails, or whose lease another run
+(`targets`). Per revision: each target runs once (`done`: the `written` hash), and a run holds
+the revision's lease, renewed before each target, while it writes. A result applies only where
+nothing overtook it (`decide`): a model's result for a ticket a person labelled, or for an older
+revision than one already written, is applied in no target and recorded in each as
+``kept-human-label`` or ``stale-revision``. A ticket whose target fails, or whose lease another run
 holds, leaves the batch with its error and its lease released, while the others go on; the
 caller retries it (`worker.tasks.writeback`: backoff, then the dead-letter list). Redis
 unreachable fails the whole batch: every step is idempotent, so it may run again.
@@ -28,10 +30,12 @@ from worker import resources
 from worker.observe.metrics import get_metrics
 from worker.settings import get_settings
 from worker.writeback import done
+from worker.writeback.decide import APPLY
 from worker.writeback.item import Item
 from worker.writeback.targets.base import PerTicket, Target
 from worker.writeback.targets.callback import post_callback
 from worker.writeback.targets.event import Event
+from worker.writeback.targets.feedback import Feedback
 from worker.writeback.targets.index import Index
 from worker.writeback.targets.source import write_to_source
 from worker.writeback.targets.store import Store
@@ -43,6 +47,7 @@ Decision = tuple[Ticket, TriageResult, str | np.ndarray | Sequence[float]]
 #: In order: the store first, so `get_result` answers as soon as anything is written.
 TARGETS: list[Target] = [
     Store(),
+    Feedback(),
     Event(),
     PerTicket("callback", post_callback, "callback_timeout_s"),
     PerTicket("source", write_to_source, "source_timeout_s"),
@@ -76,10 +81,14 @@ def write_back(decisions: Sequence[Decision]) -> list[Outcome]:
             for target in TARGETS:
                 live = [i for i in batch if i.error is None]
                 todo = done.hold_and_check(r, live, target.name, token) if live else []
-                if todo:
-                    _timed(target, r, todo, deadline)
-                    ran = [i for i in todo if i.error is None and target.name not in i.recorded]
-                    done.record(r, ran, target.name)
+                apply = [i for i in todo if i.decision == APPLY]
+                for item in todo:
+                    if item.decision != APPLY:
+                        item.outcomes[target.name] = item.decision
+                if apply:
+                    _timed(target, r, apply, deadline)
+                ran = [i for i in todo if i.error is None and target.name not in i.recorded]
+                done.record(r, ran, target.name)
             done.outcomes(r, [i for i in batch if i.error is None])
         finally:
             done.release(r, batch, token)

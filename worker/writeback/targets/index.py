@@ -1,8 +1,9 @@
 """The neighbour index: a labelled ticket goes in at once, so the next similar ticket benefits.
 
 One upsert per label task for the whole batch. A result without a label (needs review) is not
-learnt from. A human label may come without a vector (feedback through the HTTP app, which has
-no models): those texts are embedded here, together.
+learnt from. A human label's point says who set it and when (``labelled_by``, ``labelled_at``);
+a model's upsert never replaces it (`models.index`). A human label may come without a vector
+(feedback through the HTTP app, which has no models): those texts are embedded here, together.
 """
 
 from __future__ import annotations
@@ -44,12 +45,7 @@ class Index:
         index = resources.index() if by_task else None
         for task, items in by_task.items():
             assert index is not None
-            rows = [
-                IndexedTicket(
-                    i.ticket.id, i.ticket.source, str(i.result.label), i.ticket.text, _set_by(i)
-                )
-                for i in items
-            ]
+            rows = [_row(i) for i in items]
             try:
                 index.upsert(task, rows, np.stack([i.vector for i in items]).astype(np.float32))
             except Exception as exc:  # the index refused them all: each is retried
@@ -57,6 +53,21 @@ class Index:
                 continue
             for item in items:
                 item.outcomes[self.name] = "upserted"
+
+
+def _row(item: Item) -> IndexedTicket:
+    """The index row of `item`: a human label with who set it and when."""
+    ticket, result = item.ticket, item.result
+    human = _set_by(item) == "human"
+    return IndexedTicket(
+        ticket.id,
+        ticket.source,
+        str(result.label),
+        ticket.text,
+        _set_by(item),
+        labelled_by=(result.labelled_by or result.via or "human") if human else None,
+        labelled_at=result.decided_at.isoformat() if human else None,
+    )
 
 
 def _set_by(item: Item) -> SetBy:
