@@ -1,8 +1,8 @@
 """`triage drift`: is a retrain due? Recent traffic against the adapter's training and tuning.
 
-Thin: options, `worker.observe.traffic` reads Redis and the feedback file, `models.drift`
-judges. Exit codes for scripts and cron: 0 no retrain due, 1 retrain due, 3 Redis or the
-adapter unreadable.
+Thin: options, `worker.observe.traffic` reads Redis (the event stream, the result store and the
+feedback stream, `triage:feedback`), `models.drift` judges. Exit codes for scripts and cron:
+0 no retrain due, 1 retrain due, 3 Redis or the adapter unreadable.
 """
 
 from __future__ import annotations
@@ -14,10 +14,6 @@ from pathlib import Path
 import click
 
 from models.drift import DriftReport, Thresholds
-
-#: `HttpSettings.feedback_path`'s default, written out: importing `producer.http` loads FastAPI
-#: into every `triage` command (a test keeps the two equal).
-FEEDBACK_DEFAULT = Path(".triage/feedback.jsonl")
 
 
 @click.command()
@@ -39,10 +35,12 @@ FEEDBACK_DEFAULT = Path(".triage/feedback.jsonl")
 @click.option(
     "--feedback",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=FEEDBACK_DEFAULT,
-    show_default=True,
+    default=None,
     envvar="TRIAGE_FEEDBACK_PATH",
-    help="Human feedback JSONL, as the HTTP app appends it.",
+    help=(
+        "Deprecated: a feedback JSONL file the HTTP app wrote before people's labels went to "
+        "the feedback stream (triage:feedback), read in addition to it. Will be removed."
+    ),
 )
 @click.option("--max-label-tv", type=float, default=Thresholds.max_label_tv, show_default=True)
 @click.option(
@@ -63,7 +61,7 @@ def drift(
     task: str,
     window: int,
     adapter: Path | None,
-    feedback: Path,
+    feedback: Path | None,
     max_label_tv: float,
     max_confidence_psi: float,
     max_escalation_excess: float,
@@ -88,6 +86,12 @@ def drift(
     from producer.settings import get_settings as producer_settings
     from worker.observe.traffic import recent_traffic
 
+    if feedback is not None:
+        click.echo(
+            f"note: --feedback/TRIAGE_FEEDBACK_PATH is deprecated; corrections come from the "
+            f"feedback stream (triage:feedback); {feedback} is read as well",
+            err=True,
+        )
     adapter_dir = adapter or model_settings().adapter_dir(task)
     ps = producer_settings()
     limits = Thresholds(

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from cli.main import main
 from models.drift import confidence_histogram, psi, total_variation
 from producer import Ticket
+from producer.feedback import HumanLabel
 from producer.schemas import StageTrace, TriageResult
 from tests.factories import result_for
 from worker.writeback.path import write_back_one
@@ -25,8 +26,8 @@ UNSURE = [0.5]
 
 
 @pytest.fixture(autouse=True)
-def feedback_file(worker_env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TRIAGE_FEEDBACK_PATH", str(worker_env / "feedback.jsonl"))
+def in_process(worker_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRIAGE_FEEDBACK_PATH", raising=False)
 
 
 @pytest.fixture
@@ -54,9 +55,9 @@ def _traffic(
     escalated: float,
     corrected: float,
 ) -> None:
-    """Write N results through the write-back (store + event), and human feedback lines."""
+    """Write N results through the write-back, and people's labels through it too (the feedback
+    stream), as every feedback channel sends them."""
     labels = [label for label, share in mix.items() for _ in range(round(share * N))]
-    feedback = []
     for i, label in enumerate(labels):
         ticket = Ticket(id=str(i), source="helpdesk", body=f"ticket {i}")
         frontier = i < escalated * N
@@ -65,16 +66,18 @@ def _traffic(
         )
         # Every (1/corrected)-th ticket gets another label from a human; every 7th a confirmation.
         if corrected and i % round(1 / corrected) == 0:
-            feedback.append(_feedback(i, "something_else"))
+            _feedback(ticket, "something_else")
         elif i % 7 == 0:
-            feedback.append(_feedback(i, label))
-    path = tmp_path / "feedback.jsonl"
-    path.write_text("".join(json.dumps(f) + "\n" for f in feedback))
+            _feedback(ticket, label)
 
 
-def _feedback(i: int, label: str) -> dict[str, str]:
-    """A line as the HTTP app's feedback route appends it."""
-    return {"ticket_id": str(i), "source": "helpdesk", "task": "category", "label": label}
+def _feedback(ticket: Ticket, label: str) -> None:
+    """A person's label, written back as the feedback route sends it (a vector given, so the
+    index target needs no model)."""
+    human_ticket, human = HumanLabel(
+        ticket=ticket, label=label, by="reviewer", via="api"
+    ).as_writeback()
+    write_back_one(human_ticket, human, [1.0, 0.0, 0.0, 0.0])
 
 
 def _result(ticket: Ticket, label: str, confidence: float, frontier: bool) -> TriageResult:
@@ -86,7 +89,7 @@ def _result(ticket: Ticket, label: str, confidence: float, frontier: bool) -> Tr
 def _drift(adapter: Path, *extra: str) -> tuple[int, dict[str, Any]]:
     out = CliRunner().invoke(main, ["drift", "--adapter", str(adapter), "--json", *extra])
     assert out.exit_code in (0, 1), out.output
-    return out.exit_code, json.loads(out.output)
+    return out.exit_code, json.loads(out.stdout)
 
 
 def _checks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -170,8 +173,17 @@ def test_the_measures() -> None:
     assert psi([90, 10], [10, 90]) > 1.0
 
 
-def test_the_feedback_default_is_the_http_apps() -> None:
-    from cli.drift import FEEDBACK_DEFAULT
-    from producer.http.settings import HttpSettings
-
-    assert HttpSettings.model_fields["feedback_path"].default == FEEDBACK_DEFAULT
+def test_a_legacy_feedback_file_still_counts_and_says_it_is_deprecated(
+    rdb, tmp_path, adapter
+) -> None:
+    _traffic(rdb, tmp_path, mix={"refund": 1.0}, confidence=AS_HELD_OUT, escalated=0, corrected=0)
+    # Tickets no one confirmed through the stream (every 7th was): 30 corrections of N.
+    fixed = [i for i in range(N) if i % 7][:30]
+    lines = [{"ticket_id": str(i), "source": "helpdesk", "label": "other"} for i in fixed]
+    legacy = tmp_path / "feedback.jsonl"
+    legacy.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = CliRunner().invoke(
+        main, ["drift", "--adapter", str(adapter), "--json", "--feedback", str(legacy)]
+    )
+    assert "deprecated" in out.stderr and "triage:feedback" in out.stderr
+    assert _checks(json.loads(out.stdout))["corrections"]["value"] == pytest.approx(30 / N)

@@ -3,8 +3,10 @@
 The write-back appends one event per result to the stream (`triage:events`, newest last); the
 result store keeps each ticket's latest `TriageResult` with its trace, where the classifier's own
 label and calibrated confidence are (the event carries the final ones, and a frontier's or a
-human's label says nothing about the classifier). Human labels come from the feedback file and
-from the human results in the stream.
+human's label says nothing about the classifier). Human labels come from the feedback stream
+(`triage:feedback`: every person's label the write-back applied, from any channel), from the
+human results in the event stream, and, for feedback recorded before that stream existed, from
+a JSON-lines file (deprecated).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import redis
 
 from models.drift import Traffic, confidence_histogram
 from producer.errors import BrokerUnavailable
-from producer.names import EVENTS_STREAM, result_key
+from producer.names import EVENTS_STREAM, FEEDBACK_STREAM, result_key
 from producer.schemas import TriageResult
 
 _PAGE = 1000
@@ -36,16 +38,20 @@ class _Seen:
 
 
 def recent_traffic(
-    client: redis.Redis, task: str, *, limit: int, feedback_path: Path | None
+    client: redis.Redis, task: str, *, limit: int, feedback_path: Path | None = None
 ) -> Traffic:
-    """The last `limit` model results of `task` in the event stream, with human corrections."""
+    """The last `limit` model results of `task` in the event stream, with human corrections
+    (the feedback stream's; `feedback_path`: a legacy JSON-lines file's too, read first)."""
+    human: dict[tuple[str, str], str] = {}
+    if feedback_path is not None:
+        human.update(_feedback(feedback_path, task))
     try:
-        model, human = _read_events(client, task, limit)
+        model, from_events = _read_events(client, task, limit)
+        human.update(from_events)
+        human.update(_feedback_stream(client, task))
         classifier = _classifier_view(client, task, model)
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
-    if feedback_path is not None:
-        human.update(_feedback(feedback_path, task))
     labels: Counter[str] = Counter()
     confidences = []
     for seen in model:
@@ -123,8 +129,27 @@ def _classifier_view(
     return out
 
 
+def _feedback_stream(client: redis.Redis, task: str) -> dict[tuple[str, str], str]:
+    """Human labels of `task` from the feedback stream, oldest first: the newest wins."""
+    out: dict[tuple[str, str], str] = {}
+    after = "-"
+    while True:
+        page: list[tuple[str, dict[str, str]]] = client.xrange(  # type: ignore[assignment]
+            FEEDBACK_STREAM, min=after, count=_PAGE
+        )
+        if after != "-":
+            page = page[1:]  # the range is inclusive: the first entry was read already
+        if not page:
+            return out
+        for _entry_id, fields in page:
+            if fields.get("task") == task and fields.get("label"):
+                out[(fields.get("source", ""), fields.get("ticket_id", ""))] = fields["label"]
+        after = page[-1][0]
+
+
 def _feedback(path: Path, task: str) -> dict[tuple[str, str], str]:
-    """Human labels from the feedback file (JSON lines appended by the HTTP app); last wins."""
+    """Human labels from a feedback file (JSON lines the HTTP app appended before the feedback
+    stream); last wins. Deprecated: kept for feedback given before the stream existed."""
     if not path.is_file():
         return {}
     out: dict[tuple[str, str], str] = {}
