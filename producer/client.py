@@ -225,11 +225,14 @@ def send_writeback(
     *,
     vector: Sequence[float] | None = None,
     settings: ProducerSettings | None = None,
+    gate: wire.Gate | None = None,
 ) -> str:
     """Publish a decided result to the write-back queue (e.g. a human label); return the task id.
 
     The worker's one write-back path then stores it, emits the event, writes it to the source
-    and indexes it, exactly as for a label the cascade decided.
+    and indexes it, exactly as for a label the cascade decided. With a `gate` (a webhook's
+    delivery id), nothing is queued if it was set before (`wire.GateClosed`); it is set in the
+    same atomic step as the push.
     """
     settings = settings or get_settings()
     task_id = task_id_for(ticket)
@@ -252,6 +255,7 @@ def send_writeback(
             WRITEBACK_QUEUE,
             [message],
             ttl_s=settings.dedupe_ttl_s,
+            gate=gate,
             max_depth=settings.max_queue_depth,
         )
     except redis.RedisError as exc:

@@ -78,4 +78,9 @@ def _key(kind: str, *parts: str) -> str:
     """``triage:<kind>:<part>:...`` with ``%`` and ``:`` escaped in each part, so no two
     distinct tuples share a key (an id ``"X:b"`` and revision ``"c"`` against ``"X"`` and
     ``"b:c"``)."""
-    return ":".join([KEY_PREFIX, kind, *(p.replace("%", "%25").replace(":", "%3A") for p in parts)])
+    return ":".join([KEY_PREFIX, kind, *(escape(p) for p in parts)])
+
+
+def escape(part: str) -> str:
+    """A key part with ``%`` and ``:`` escaped, so it cannot reach into the next part."""
+    return part.replace("%", "%25").replace(":", "%3A")

@@ -6,6 +6,7 @@ bad UTF-8."""
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from typing import Any
@@ -233,7 +234,7 @@ def test_wrong_types_deep_in_a_signed_payload_are_4xx(client, depths, source, n)
 def test_a_5000_digit_integer_and_bad_utf8_are_4xx_on_every_route(client, depths, source) -> None:
     """Attack: a 5000-digit integer gave 500."""
     before = depths()
-    text = json.dumps(_first_int_replaced({**PAYLOADS[source]}))
+    text = json.dumps(_first_int_replaced(copy.deepcopy(PAYLOADS[source])))
     raw = text.replace('"__HUGE__"', HUGE).encode()
     assert signed_post(client, source, raw).status_code == 422
     bad_utf8 = json.dumps(PAYLOADS[source]).replace("Card", "Caf\udcff", 1)

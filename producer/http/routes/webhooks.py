@@ -15,13 +15,12 @@ import logging
 import time
 from typing import Any
 
-import redis
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from producer import namespace, wire
-from producer.client import asend_tickets, async_redis_client, send_writeback
-from producer.errors import BrokerUnavailable, InvalidTicket, SignatureInvalid
+from producer.client import asend_tickets, send_writeback
+from producer.errors import InvalidTicket, SignatureInvalid
 from producer.feedback import HumanLabel
 from producer.http import payloads, verify
 from producer.http.body import openapi_body, parse_json, read_capped
@@ -30,7 +29,7 @@ from producer.http.errors import Forbidden
 from producer.http.labels import allowed_label
 from producer.http.schemas import Accepted
 from producer.http.state import Services, ServicesDep
-from producer.names import KEY_PREFIX
+from producer.names import KEY_PREFIX, escape
 from producer.schemas import Ticket
 
 log = logging.getLogger(__name__)
@@ -140,16 +139,14 @@ async def _relabel(
     form = namespace.tag if source == "zendesk" else str
     label = allowed_label(services.labels, human.ticket.task, human.label, form)
     human = human.model_copy(update={"label": label})
-    if gate is not None and not await _claim(services, gate):
+    ticket, result = human.as_writeback()
+    try:  # the delivery is claimed in the same atomic step as the push, or not at all
+        await asyncio.to_thread(
+            send_writeback, ticket, result, settings=services.producer, gate=gate
+        )
+    except wire.GateClosed:
         services.metrics.ticket(source, "replayed")
         return JSONResponse({"detail": "delivery already received"}, 200)
-    ticket, result = human.as_writeback()
-    try:
-        await asyncio.to_thread(send_writeback, ticket, result, settings=services.producer)
-    except BaseException:
-        if gate is not None:  # not queued: the sender's retry must be taken, not dropped
-            await _release(services, gate)
-        raise
     services.metrics.ticket(source, "relabelled")
     return Accepted(id=ticket.id, source=ticket.source, duplicate=False)
 
@@ -160,25 +157,4 @@ def _delivery_key(source: str, key_name: str, delivery: str) -> str:
     if len(delivery) > 128:  # a long id (a generic signature) is kept as its digest
         delivery = hashlib.sha256(delivery.encode()).hexdigest()
     parts = [source, key_name, delivery] if source == "generic" else [source, delivery]
-    return ":".join([KEY_PREFIX, "delivery", *(_escape(p) for p in parts)])
-
-
-def _escape(part: str) -> str:
-    return part.replace("%", "%25").replace(":", "%3A")
-
-
-async def _claim(services: Services, gate: wire.Gate) -> bool:
-    ps = services.producer
-    try:
-        r = async_redis_client(ps.resolved_redis_url, ps.broker_timeout_s)
-        return bool(await r.set(gate.key, "1", nx=True, ex=gate.ttl_s))
-    except redis.RedisError as exc:
-        raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
-
-
-async def _release(services: Services, gate: wire.Gate) -> None:
-    ps = services.producer
-    try:
-        await async_redis_client(ps.resolved_redis_url, ps.broker_timeout_s).delete(gate.key)
-    except redis.RedisError:
-        log.warning("could not release delivery %s after a failed write-back push", gate.key)
+    return ":".join([KEY_PREFIX, "delivery", *(escape(p) for p in parts)])
