@@ -20,10 +20,10 @@ from typing import IO, Any
 
 from producer.backfill.reader import ByteCounter, Format, Row, open_rows, reject_line, row_to_ticket
 from producer.backoff import backoff_s
-from producer.client import send_tickets
+from producer.client import refuse_unsafe_callbacks, send_tickets
 from producer.errors import InvalidTicket, QueueFull
 from producer.schemas import TICKET_SYSTEMS, Ticket
-from producer.settings import ProducerSettings
+from producer.settings import ProducerSettings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ def run_backfill(
     `BrokerUnavailable` when Redis is down (the checkpoint then says where to resume)."""
     stats = BackfillStats()
     counter = ByteCounter()
+    checked = _CallbackCheck(settings or get_settings())
     done_through = _read_checkpoint(config.checkpoint_path)
     chunk_size = config.chunk_size
     if config.rate_per_s is not None:  # small chunks, so the rate is smooth, not bursts
@@ -142,7 +143,7 @@ def run_backfill(
                     continue
                 stats.read += 1
                 last_line = row.line
-                ticket = _validate(row, config, stats, rejects)
+                ticket = _validate(row, config, stats, rejects, checked)
                 if ticket is not None:
                     chunk.append(ticket)
                 if len(chunk) >= chunk_size:
@@ -180,14 +181,34 @@ def _send_when_room(
     raise AssertionError("unreachable: the loop returns or raises")
 
 
+@dataclass
+class _CallbackCheck:
+    """The intake's callback check per row, so an unsafe callback rejects its row alone (in
+    `send_tickets` it would refuse the whole chunk); each host is resolved once a run."""
+
+    settings: ProducerSettings
+    resolved: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+
+    def __call__(self, ticket: Ticket) -> Ticket:
+        if ticket.callback is not None:
+            refuse_unsafe_callbacks([ticket], self.settings, self.resolved)
+        return ticket
+
+
 def _validate(
-    row: Row, config: BackfillConfig, stats: BackfillStats, rejects: IO[str] | None
+    row: Row,
+    config: BackfillConfig,
+    stats: BackfillStats,
+    rejects: IO[str] | None,
+    callbacks: _CallbackCheck,
 ) -> Ticket | None:
     error: str | InvalidTicket | None = row.error
     if row.data is not None and error is None:
         try:
-            return row_to_ticket(
-                row.data, mapping=config.mapping, source=config.source, grants=config.grants
+            return callbacks(
+                row_to_ticket(
+                    row.data, mapping=config.mapping, source=config.source, grants=config.grants
+                )
             )
         except InvalidTicket as exc:
             error = exc

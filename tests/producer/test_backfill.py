@@ -197,3 +197,20 @@ def test_unreadable_json_lines_are_rejects_not_a_crash(rdb: redis.Redis, tmp_pat
 def test_grants_name_ticket_systems() -> None:
     with pytest.raises(ValueError, match="not ticket systems"):
         BackfillConfig(grants=frozenset({"helpdesk"}))
+
+
+def test_a_row_with_an_internal_callback_is_rejected_alone(rdb: redis.Redis, tmp_path) -> None:
+    rows = [
+        {"id": "1", "body": "ok", "callback": "https://93.184.215.14/hook"},
+        {"id": "2", "body": "steered", "callback": "http://169.254.169.254/latest/meta-data"},
+        {"id": "3", "body": "steered", "callback": "http://2130706433:6379/"},
+        {"id": "4", "body": "ok too"},
+    ]
+    data = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+    rejects = tmp_path / "rejects.jsonl"
+    stats = run_backfill(io.BytesIO(data), BackfillConfig(rejects_path=rejects, chunk_size=10))
+    assert (stats.enqueued, stats.rejected) == (2, 2)
+    refused = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [r["line"] for r in refused] == [2, 3]
+    assert all(r["errors"][0]["field"] == "callback" for r in refused)
+    assert rdb.llen(CLASSIFY_QUEUE) == 2
