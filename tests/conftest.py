@@ -1,9 +1,11 @@
-"""Shared fixtures: a real Redis, flushed per test (no in-memory imitation, no eager Celery)."""
+"""Shared fixtures: a real Redis, flushed per test, and an empty ledger database per test on
+SQLite and on a real PostgreSQL (no in-memory imitation, no eager Celery)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -33,6 +35,22 @@ def rdb(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """An empty ledger database, once SQLite (in tmp_path) and once PostgreSQL (a schema of the
+    test's own at TRIAGE_TEST_DATABASE_URL, dropped after it); TRIAGE_DATABASE_URL names it."""
+    from producer.ledger import settings
+    from tests.ledger.databases import fresh_database
+
+    with fresh_database(request.param, tmp_path) as url:
+        monkeypatch.setenv("TRIAGE_DATABASE_URL", url)
+        settings.get_settings.cache_clear()
+        yield url
+    settings.get_settings.cache_clear()
 
 
 def _clear_settings() -> None:
