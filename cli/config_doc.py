@@ -22,13 +22,16 @@ from pydantic_core import PydanticUndefined
 from models.data import examples_dir
 from models.settings import ModelSettings
 from producer.http.settings import HttpSettings
+from producer.ledger.settings import LedgerSettings
 from producer.settings import ProducerSettings
 from worker.settings import WorkerSettings
 
-#: In the order a reader meets them: reaching Redis, the HTTP app, the models, the workers.
+#: In the order a reader meets them: reaching Redis, the HTTP app, the ledger, the models, the
+#: workers.
 SETTINGS: tuple[tuple[type[BaseModel], str], ...] = (
     (ProducerSettings, "Broker and result store (producers and everything else)"),
     (HttpSettings, "HTTP app (`triage serve`)"),
+    (LedgerSettings, "Ledger (the store of record and the review desk)"),
     (ModelSettings, "Models, index and cascade policy"),
     (WorkerSettings, "Workers and write-back"),
 )
