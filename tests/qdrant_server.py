@@ -2,8 +2,9 @@
 
 No PyPI package ships a runnable Qdrant server, and no Docker engine runs here, so the server
 mode of `TicketIndex` is tested against this: it keeps collections in memory, answers the exact
-REST routes qdrant-client uses (exists, create, payload index, upsert, count, batched query) with
-brute-force dot products, and records every request so a test can assert what was asked::
+REST routes qdrant-client uses (exists, create, payload index, upsert, retrieve, count, batched
+query) with brute-force dot products, and records every request so a test can assert what was
+asked::
 
     with QdrantServer() as server:
         index = TicketIndex(url=server.url)
@@ -18,11 +19,12 @@ import json
 import re
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.polling import wait_for
 
 
 @dataclass
@@ -72,11 +74,12 @@ class QdrantServer:
         qdrant-client asks from a background thread; one that finds the server gone warns
         (an error in tests), so a test waits for its clients' checks before stopping the server.
         """
-        deadline = time.monotonic() + timeout_s
-        while sum(r.path == "/" for r in self.requests) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"fewer than {count} qdrant clients checked the version")
-            time.sleep(0.01)
+        wait_for(
+            lambda: sum(r.path == "/" for r in self.requests) >= count,
+            timeout_s=timeout_s,
+            what=f"{count} qdrant clients to check the version",
+            interval_s=0.01,
+        )
 
     def start(self) -> QdrantServer:
         self._thread.start()
@@ -135,6 +138,13 @@ class QdrantServer:
             self.collections[name].points[str(point["id"])] = point
         return 200, _ok({"operation_id": 0, "status": "completed"})
 
+    def _retrieve(self, name: str, body: Any) -> tuple[int, Any]:
+        if name not in self.collections:
+            return 404, _error(f"Not found: Collection `{name}` doesn't exist!")
+        points = self.collections[name].points
+        found = [points[str(i)] for i in body["ids"] if str(i) in points]
+        return 200, _ok([{"id": p["id"], "payload": p.get("payload")} for p in found])
+
     def _count(self, name: str, _body: Any) -> tuple[int, Any]:
         if name not in self.collections:
             return 404, _error(f"Not found: Collection `{name}` doesn't exist!")
@@ -171,6 +181,7 @@ _ROUTES: list[tuple[str, Any]] = [
     (rf"PUT /collections/{_NAME}", QdrantServer._create),
     (rf"PUT /collections/{_NAME}/index", QdrantServer._index),
     (rf"PUT /collections/{_NAME}/points", QdrantServer._upsert),
+    (rf"POST /collections/{_NAME}/points", QdrantServer._retrieve),
     (rf"POST /collections/{_NAME}/points/count", QdrantServer._count),
     (rf"POST /collections/{_NAME}/points/query/batch", QdrantServer._query_batch),
 ]

@@ -7,10 +7,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import redis
+
+from tests.polling import wait_for
 
 
 class RedisServer:
@@ -36,16 +37,17 @@ class RedisServer:
             args += ["--appendonly", "yes", "--appendfsync", "everysec"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 20
-        while True:
+
+        def answers() -> bool:
             try:
-                if client.ping():
-                    break
+                return bool(client.ping())
             except redis.RedisError:
-                pass  # still loading, or not listening yet
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.02)
-        client.close()
+                return False  # still loading, or not listening yet
+
+        try:
+            wait_for(answers, timeout_s=20, what="redis-server to start", interval_s=0.02)
+        finally:
+            client.close()
 
     def kill(self) -> None:
         """SIGKILL: what a crash looks like; the AOF is all that is left."""

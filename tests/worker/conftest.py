@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from models.data import LabelledText, examples_dir, read_labelled
 from producer import LabelSet
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 INTENTS = [
@@ -152,12 +152,20 @@ def start_worker(
             )
         worker = WorkerProcess(proc, log, data_dir)
         started.append(worker)
-        deadline = time.monotonic() + 120
         ready = "warm-up done" if "classify" in queues else " ready."
-        while ready not in worker.output():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"worker did not start:\n{worker.output()[-4000:]}")
-            time.sleep(0.1)
+
+        def is_ready() -> bool:
+            if ready in worker.output():
+                return True
+            assert proc.poll() is None, f"worker exited:\n{worker.output()[-4000:]}"
+            return False
+
+        wait_for(
+            is_ready,
+            timeout_s=120,
+            what=lambda: f"the worker to start:\n{worker.output()[-4000:]}",
+            interval_s=0.1,
+        )
         return worker
 
     yield start

@@ -8,7 +8,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from click.testing import CliRunner
 from cli.main import main
 from producer.names import CLASSIFY_QUEUE, result_key
 from producer.schemas import TriageResult
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -128,11 +128,16 @@ def test_killed_backfill_resumes_with_every_ticket_once(
     src = write_jsonl(tmp_path / "big.jsonl", 3000)
     cmd = [sys.executable, "-m", "cli.main", "backfill", str(src), "--rate", "1500"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while rdb.llen(CLASSIFY_QUEUE) < 600 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        wait_for(
+            lambda: rdb.llen(CLASSIFY_QUEUE) >= 600,
+            timeout_s=30,
+            what="the backfill to queue 600 tickets",
+            interval_s=0.02,
+        )
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     partial = rdb.llen(CLASSIFY_QUEUE)
     assert 0 < partial < 3000
     run = CliRunner().invoke(main, ["backfill", str(src), "--resume"])
@@ -152,10 +157,20 @@ def test_100k_lines_are_enqueued_with_flat_memory(rdb: redis.Redis, redis_url, t
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
     child = psutil.Process(proc.pid)
     samples = []  # the RSS of the running command (ru_maxrss would count the fork of pytest)
-    while proc.poll() is None:
+
+    def finished() -> bool:  # and, while it runs, sample its memory
+        if proc.poll() is not None:
+            return True
         with contextlib.suppress(psutil.Error):
             samples.append(child.memory_info().rss)
-        time.sleep(0.05)
+        return False
+
+    try:
+        wait_for(finished, timeout_s=240, what="the 100k-line backfill to finish")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 0, errors.read_text()[-2000:]
     assert rdb.llen(CLASSIFY_QUEUE) == 100_000
     # Input ~5 MB, messages ~50 MB; flat means the last quarter of the run holds no more than

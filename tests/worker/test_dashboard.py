@@ -59,7 +59,12 @@ def test_every_worker_metric_is_on_the_dashboard() -> None:
     assert not missing, f"worker metrics no panel shows: {sorted(missing)}"
 
 
-def test_the_metrics_registries_do_not_collide() -> None:
-    # One registry per instance: a second worker metrics object (tests) must not raise.
-    WorkerMetrics(CollectorRegistry())
-    WorkerMetrics(CollectorRegistry())
+def test_each_worker_metrics_counts_in_a_registry_of_its_own() -> None:
+    # Tests make many: a shared registry would raise on the second's names, or mix their counts.
+    first, second = WorkerMetrics(), WorkerMetrics()
+    labels = {"stage": "classify", "task": "category", "outcome": "labelled"}
+    first.tickets.labels(**labels).inc()
+    assert first.registry.get_sample_value("triage_worker_tickets_total", labels) == 1
+    assert second.registry.get_sample_value("triage_worker_tickets_total", labels) is None
+    given = CollectorRegistry()
+    assert WorkerMetrics(given).registry is given

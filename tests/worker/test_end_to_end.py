@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 
 import redis
@@ -17,23 +16,35 @@ from producer.names import (
     DEAD_LETTER_LIST,
     ESCALATE_QUEUE,
     EVENTS_STREAM,
+    QUEUES,
 )
+from tests.polling import wait_for
 from tests.receivers import CallbackReceiver
 from tests.wire_servers import AnthropicServer, OpenAIServer, RawReply
 from tests.worker.conftest import StartWorker, TinyTask
 
 
 def wait_results(tickets: list[Ticket], timeout_s: float = 60) -> list[TriageResult]:
-    deadline = time.monotonic() + timeout_s
     found: dict[str, TriageResult] = {}
-    while len(found) < len(tickets) and time.monotonic() < deadline:
+
+    def all_found() -> bool:
         for t in tickets:
             if t.id not in found and (r := get_result(t.id, t.source)) is not None:
                 found[t.id] = r
-        time.sleep(0.05)
-    missing = [t.id for t in tickets if t.id not in found]
-    assert not missing, f"no result for {missing}"
+        return len(found) == len(tickets)
+
+    wait_for(
+        all_found,
+        timeout_s=timeout_s,
+        what=lambda: f"a result for {[t.id for t in tickets if t.id not in found]}",
+    )
     return [found[t.id] for t in tickets]
+
+
+def settled(rdb: redis.Redis) -> bool:
+    """No message queued, none held by a worker (a task running, a retry waiting): nothing
+    more can reach a callback."""
+    return not sum(rdb.llen(q) for q in QUEUES) and not rdb.hlen("unacked")
 
 
 def make_tickets(task: TinyTask, n: int, **extra: object) -> list[Ticket]:
@@ -195,14 +206,16 @@ def test_a_classify_only_worker_leaves_escalation_to_the_escalate_workers(
     # It has no frontier key, but the escalate workers may: it must not decide review itself.
     start_worker("classify", classifier_threshold="1.01", retrieval_threshold="1.01")
     enqueue_many(make_tickets(tiny_task, 3))
-    deadline = time.monotonic() + 60
-    while rdb.llen(ESCALATE_QUEUE) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(
+        lambda: rdb.llen(ESCALATE_QUEUE) >= 3,
+        timeout_s=60,
+        what="3 escalations queued by the classify-only worker",
+    )
     assert rdb.llen(ESCALATE_QUEUE) == 3
 
 
 def test_callback_gets_exactly_one_signed_call_per_result(
-    start_worker: StartWorker, tiny_task: TinyTask
+    start_worker: StartWorker, tiny_task: TinyTask, rdb: redis.Redis
 ) -> None:
     secret = "cb-secret"
     with CallbackReceiver() as receiver:
@@ -223,7 +236,7 @@ def test_callback_gets_exactly_one_signed_call_per_result(
                     "result": result.model_dump(mode="json"),
                 },
             )
-        time.sleep(1.5)
+        wait_for(lambda: settled(rdb), timeout_s=30, what="the replayed write-backs to be done")
         calls = list(receiver.calls)
     assert sorted(c.json["ticket_id"] for c in calls) == sorted(t.id for t in tickets)
     for call in calls:
@@ -232,7 +245,7 @@ def test_callback_gets_exactly_one_signed_call_per_result(
 
 
 def test_a_worker_serving_writeback_writes_its_batches_back_itself(
-    start_worker: StartWorker, tiny_task: TinyTask
+    start_worker: StartWorker, tiny_task: TinyTask, rdb: redis.Redis
 ) -> None:
     """One process serves every queue (as the demo runs): a batch's results are written back in
     the batch, with no message to its own queue; a ticket whose callback fails goes on alone as
@@ -245,13 +258,19 @@ def test_a_worker_serving_writeback_writes_its_batches_back_itself(
         tickets = make_tickets(tiny_task, 12, callback=receiver.url, revision="r1")
         enqueue_many(tickets)
         results = wait_results(tickets)  # stored before the callbacks are tried
-        deadline = time.monotonic() + 30
-        while receiver.refused < len(tickets) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(
+            lambda: receiver.refused >= len(tickets),
+            timeout_s=30,
+            what=lambda: f"a refused call per ticket ({receiver.refused} of {len(tickets)})",
+        )
         receiver.failing.clear()
-        while len(receiver.delivered()) < len(tickets) and time.monotonic() < deadline + 30:
-            time.sleep(0.05)
-        time.sleep(0.5)  # a second call, were there one, lands now
+        wait_for(
+            lambda: len(receiver.delivered()) >= len(tickets),
+            timeout_s=30,
+            what=lambda: f"every ticket called back ({sorted(receiver.delivered())})",
+        )
+        # A second call would come from a message still queued or held (a retry): none left.
+        wait_for(lambda: settled(rdb), timeout_s=30, what="the write-back retries to be done")
         delivered = receiver.delivered()
     assert receiver.refused >= len(tickets)
     assert sorted(delivered) == sorted(t.id for t in tickets)

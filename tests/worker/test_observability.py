@@ -8,9 +8,7 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 
 import httpx
 import pytest
@@ -20,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from producer import Ticket, TriageResult, enqueue_many, wire
 from producer.client import send_writeback
 from producer.names import CLASSIFY_QUEUE, CLASSIFY_TASK, EVENTS_STREAM, QUEUES
+from tests.polling import wait_for
 from tests.receivers import CallbackReceiver
 from tests.wire_servers import OpenAIServer
 from tests.worker.conftest import ROOT, StartWorker, TinyTask
@@ -45,11 +44,14 @@ def value(found: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in found.items() if n == name and set(labels.items()) <= set(ls))
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
+def wait_for_metric(port: int, name: str, expected: float, **labels: str) -> None:
+    """Scrape until `name` (summed over `labels`) reaches `expected`."""
+    wait_for(
+        lambda: value(scrape(port), name, **labels) == expected,
+        timeout_s=60,
+        what=lambda: f"{name}{labels} == {expected} (is {value(scrape(port), name, **labels)})",
+        interval_s=0.2,
+    )
 
 
 def triage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -94,10 +96,10 @@ def test_metrics_status_and_log_lines_of_a_real_worker(
         bad = wire.Message(str(uuid.uuid4()), json.dumps({"ticket": {"id": "bad", "body": ""}}))
         rdb.lpush(CLASSIFY_QUEUE, wire.envelope(CLASSIFY_TASK, CLASSIFY_QUEUE, bad))
         results = wait_results(tickets)
-        wait_for(lambda: value(scrape(port), "triage_dead_letters") == 2)
-        wait_for(lambda: value(scrape(port), "triage_worker_tickets_total", stage="writeback") == 3)
+        wait_for_metric(port, "triage_dead_letters", 2)
+        wait_for_metric(port, "triage_worker_tickets_total", 3, stage="writeback")
         # The last write-back try is timed once its task returns, just after it dead-letters.
-        wait_for(lambda: value(scrape(port), "triage_stage_seconds_count", stage="writeback") == 5)
+        wait_for_metric(port, "triage_stage_seconds_count", 5, stage="writeback")
         found = scrape(port)
 
     spent = sum(s.cost_usd for r in results for s in r.trace)
@@ -180,7 +182,11 @@ def test_worker_logs_json_lines_when_asked(start_worker: StartWorker, tiny_task:
     tickets = make_tickets(tiny_task, 2)
     enqueue_many(tickets)
     wait_results(tickets)
-    wait_for(lambda: worker.output().count('"event": "written_back"') == 2, timeout_s=30)
+    wait_for(
+        lambda: worker.output().count('"event": "written_back"') == 2,
+        timeout_s=30,
+        what="two written_back events in the log",
+    )
     objects = []
     for line in worker.output().splitlines():
         if line.startswith("{"):
@@ -248,7 +254,7 @@ def test_a_prefork_worker_sums_its_childrens_metrics(
             status="needs_review",
         )
         send_writeback(ticket, result)
-    wait_for(lambda: value(scrape(port), "triage_stage_seconds_count", stage="writeback") == n)
+    wait_for_metric(port, "triage_stage_seconds_count", n, stage="writeback")
     found = scrape(port)
     assert value(found, "triage_worker_tickets_total", stage="writeback", outcome="written") == n
     assert value(found, "triage_writeback_sink_seconds_count", sink="store") == n

@@ -20,6 +20,7 @@ from kombu.asynchronous import Hub
 
 from producer import wire
 from producer.names import CLASSIFY_QUEUE, CLASSIFY_TASK, bell_key
+from tests.polling import wait_for
 from tests.redis_server import RedisServer
 from worker.transport import install
 from worker.transport.channel import Channel, Transport
@@ -65,12 +66,28 @@ def send_next(conn: Connection, channel: Channel) -> None:
 
 
 def drain(conn: Connection, seen: list[Any], n: int, timeout_s: float = 5) -> float:
+    """Run the consumer until `seen` holds `n` messages; return how long that took."""
     started = time.monotonic()
-    while len(seen) < n:
-        assert time.monotonic() - started < timeout_s, f"got {len(seen)} of {n}"
-        with suppress(TimeoutError):
-            conn.drain_events(timeout=0.2)
+
+    def got_them() -> bool:
+        if len(seen) < n:
+            with suppress(TimeoutError):
+                conn.drain_events(timeout=0.2)
+        return len(seen) >= n
+
+    wait_for(got_them, timeout_s=timeout_s, what=lambda: f"{n} messages (got {len(seen)})")
     return time.monotonic() - started
+
+
+def wait_on_the_bells(conn: Connection, channel: Channel) -> None:
+    """Run the consumer until it has found its queues empty and waits on their bells."""
+
+    def waiting() -> bool:
+        with suppress(TimeoutError):
+            conn.drain_events(timeout=0.1)
+        return channel._pending == "bell"
+
+    wait_for(waiting, timeout_s=5, what="the consumer to wait on the bells", interval_s=0)
 
 
 def test_every_redis_url_gets_our_transport(redis_url: str) -> None:
@@ -145,7 +162,11 @@ def test_a_worker_that_dies_after_the_pop_leaves_the_message_recorded(
     channel = conn.default_channel
     consume(channel)
     send_next(conn, channel)
-    time.sleep(0.2)  # Redis has run the script; the worker "dies" before reading the reply
+    wait_for(  # Redis has run the script; the worker "dies" before reading the reply
+        lambda: rdb.llen(QUEUE) == 0 and rdb.hlen("unacked") == 1,
+        timeout_s=5,
+        what="the pop script to take and record the message",
+    )
     channel.client.connection.disconnect()
     assert rdb.llen(QUEUE) == 0 and rdb.hlen("unacked") == 1
     channel.qos.restore_by_tag(rdb.hkeys("unacked")[0])  # what restore_visible does later
@@ -156,8 +177,7 @@ def test_a_message_pushed_without_a_bell_is_still_taken(redis_url: str, rdb: red
     install()
     with Connection(redis_url) as conn:  # kombu's default wait on the bells: 1 s
         seen = consume(conn.default_channel)
-        drain(conn, [], 0)
-        time.sleep(0.3)  # the consumer waits on the bells now
+        wait_on_the_bells(conn, conn.default_channel)
         rdb.lpush(QUEUE, envelope())  # a foreign producer: no token
         assert drain(conn, seen, 1, timeout_s=3) < 2.5
     assert seen[0][1] is not None
@@ -166,25 +186,27 @@ def test_a_message_pushed_without_a_bell_is_still_taken(redis_url: str, rdb: red
 def test_a_waiting_consumer_misses_no_message(conn: Connection, rdb: redis.Redis) -> None:
     """Messages pushed at random moments, also between an empty pop and the bell wait: each is
     taken long before the 30 s bell timeout would have fetched a missed one."""
-    seen = consume(conn.default_channel)
-    pushed = 0
+    channel = conn.default_channel
+    seen = consume(channel)
+    sizes = [1 + i % 3 for i in range(40)]
 
     def producer() -> None:
-        nonlocal pushed
-        for i in range(40):
+        for i, size in enumerate(sizes):
+            # Uneven gaps, so pushes land at every point of the consumer's pop and bell wait.
             time.sleep((i % 7) * 0.003)
-            push(rdb, 1 + i % 3)
-            pushed += 1 + i % 3
+            push(rdb, size)
 
     thread = threading.Thread(target=producer)
     thread.start()
-    thread.join()
-    drain(conn, seen, pushed, timeout_s=10)
+    try:
+        drain(conn, seen, sum(sizes), timeout_s=10)  # while the producer pushes
+    finally:
+        thread.join()
     assert rdb.llen(QUEUE) == 0 and rdb.exists(bell_key(QUEUE)) == 0
     for i in range(20):  # one at a time, with the consumer idle on its bells in between
-        time.sleep(0.05)
+        wait_on_the_bells(conn, channel)
         push(rdb)
-        assert drain(conn, seen, pushed + i + 1, timeout_s=5) < 2
+        assert drain(conn, seen, sum(sizes) + i + 1, timeout_s=5) < 2
 
 
 def test_a_push_between_the_empty_pop_and_the_bell_wait_wakes_it(
@@ -256,12 +278,14 @@ def test_two_waiting_consumers_take_every_message_once(redis_url: str, rdb: redi
     once, and none waits for the 30 s bell timeout."""
     install()
     taken: list[str] = []
+    channels: list[Channel] = []
     stop = threading.Event()
 
     def consumer() -> None:
         with Connection(redis_url) as conn:
             conn.transport.brpop_timeout = LONG_WAIT_S
             seen = consume(conn.default_channel)
+            channels.append(conn.default_channel)
             while not stop.is_set():
                 with suppress(TimeoutError):
                     conn.drain_events(timeout=0.2)
@@ -275,18 +299,27 @@ def test_two_waiting_consumers_take_every_message_once(redis_url: str, rdb: redi
     threads = [threading.Thread(target=consumer) for _ in range(2)]
     for thread in threads:
         thread.start()
-    time.sleep(0.5)  # both wait on the bell
     pushed = 0
-    for i in range(30):
-        push(rdb, 1 + (i % 4) * 5)
-        pushed += 1 + (i % 4) * 5
-        time.sleep(0.02 * (i % 3))
-    deadline = time.monotonic() + 10
-    while len(taken) < pushed and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stop.set()
-    for thread in threads:
-        thread.join()
+    try:
+        wait_for(
+            lambda: len(channels) == 2 and all(c._pending == "bell" for c in channels),
+            timeout_s=10,
+            what="both consumers to wait on the bell",
+        )
+        for i in range(30):
+            push(rdb, 1 + (i % 4) * 5)
+            pushed += 1 + (i % 4) * 5
+            # Uneven gaps: some bursts meet both consumers on the bell, some one of them busy.
+            time.sleep(0.02 * (i % 3))
+        wait_for(
+            lambda: len(taken) >= pushed,
+            timeout_s=10,
+            what=lambda: f"{pushed} messages taken (got {len(taken)})",
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
     assert len(taken) == pushed and len(set(taken)) == pushed
     assert rdb.llen(QUEUE) == 0 and rdb.hlen("unacked") == 0
 
