@@ -38,6 +38,9 @@ POLICY_FILE = "policy.json"
 NO_FRONTIER = "no frontier API configured (TRIAGE_FRONTIER_PROVIDER=none)"
 #: A threshold no confidence reaches: switches a stage off.
 NEVER = 1.01
+#: How many of the deciding distribution's best labels the cascade stage keeps (``detail["top"]``,
+#: which the ledger stores as the desk's suggestions: `producer.ledger.facts.suggestions_of`).
+TOP_LABELS = 3
 
 
 class Policy(BaseModel):
@@ -211,7 +214,7 @@ def first_pass(
                 label=label,
                 confidence=confidence,
                 latency_ms=0.0,
-                detail={"decision": decided_by or "escalate"},
+                detail={"decision": decided_by or "escalate", "top": top_labels(probs_of, names)},
             )
         )
         out.append(
@@ -227,6 +230,15 @@ def first_pass(
             )
         )
     return out
+
+
+def top_labels(
+    probs: np.ndarray, names: Sequence[str], k: int = TOP_LABELS
+) -> list[list[str | float]]:
+    """The `k` most probable labels with their (calibrated) probabilities, best first, as
+    ``[[label, confidence], ...]`` (JSON-safe: it travels in the trace)."""
+    best = np.argsort(-probs, kind="stable")[:k]
+    return [[names[int(i)], float(probs[i])] for i in best]
 
 
 def escalate(
