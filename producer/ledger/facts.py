@@ -23,6 +23,8 @@ _REASONS: tuple[tuple[str, Why], ...] = (
 _DESK = {"review", "desk"}
 #: How many of the cascade's labels a decision keeps as suggestions for the desk.
 TOP = 3
+#: The columns a decision, a person's label and a desk item (with its kind) are unique on.
+KEY = ("task", "source", "ticket_id", "revision")
 
 
 def why_for(reason: str | None) -> Why:
@@ -53,12 +55,14 @@ def key_of(result: TriageResult) -> tuple[str, str, str, str]:
     return (result.task, result.source, result.ticket_id, result.revision)
 
 
+def key_values(result: TriageResult) -> dict[str, Any]:
+    """`key_of` as a row's values, by the `KEY` columns' names."""
+    return dict(zip(KEY, key_of(result), strict=True))
+
+
 def decision_values(result: TriageResult) -> dict[str, Any]:
     return {
-        "task": result.task,
-        "source": result.source,
-        "ticket_id": result.ticket_id,
-        "revision": result.revision,
+        **key_values(result),
         "label": result.label,
         "confidence": result.confidence,
         "decided_by": result.decided_by,
@@ -97,10 +101,7 @@ def human_values(result: TriageResult) -> dict[str, Any]:
     """A human result's label row (the model's label before it is looked up by the caller)."""
     assert result.label is not None, "a person's label has a label"
     return {
-        "task": result.task,
-        "source": result.source,
-        "ticket_id": result.ticket_id,
-        "revision": result.revision,
+        **key_values(result),
         "label": result.label,
         "labelled_by": result.labelled_by or "unknown",
         "via": via_of(result.via),

@@ -33,9 +33,7 @@ def record(conn: Connection, decisions: Sequence[tuple[Ticket, TriageResult]]) -
     if not pairs:
         return
     _upsert_tickets(conn, pairs)
-    stmt = insert(conn, DecisionRow).on_conflict_do_nothing(
-        index_elements=["task", "source", "ticket_id", "revision"]
-    )
+    stmt = insert(conn, DecisionRow).on_conflict_do_nothing(index_elements=list(facts.KEY))
     conn.execute(stmt, [facts.decision_values(result) for _, result in pairs])
     for _, result in pairs:
         if result.decided_by == "human" and result.label is not None:
@@ -51,14 +49,11 @@ def open_item(conn: Connection, result: TriageResult, kind: Kind, why: Why) -> b
         return False
     stmt = (
         insert(conn, ReviewItemRow)
-        .on_conflict_do_nothing(index_elements=["task", "source", "ticket_id", "revision", "kind"])
+        .on_conflict_do_nothing(index_elements=[*facts.KEY, "kind"])
         .returning(ReviewItemRow.id)  # a row back only when it was new (rowcount is not that)
     )
     values = {
-        "task": result.task,
-        "source": result.source,
-        "ticket_id": result.ticket_id,
-        "revision": result.revision,
+        **facts.key_values(result),
         "kind": kind,
         "why": why,
         "state": "open",
@@ -114,7 +109,7 @@ def _human_label(conn: Connection, result: TriageResult) -> None:
     values["model_adapter_version"] = before.adapter_version if before else None
     stmt = (
         insert(conn, HumanLabelRow)
-        .on_conflict_do_nothing(index_elements=["task", "source", "ticket_id", "revision"])
+        .on_conflict_do_nothing(index_elements=list(facts.KEY))
         .returning(HumanLabelRow.id)
     )
     if conn.execute(stmt, values).first() is None:
