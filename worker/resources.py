@@ -1,7 +1,7 @@
 """Heavy resources, loaded once per process on first use (never in a parent that forks).
 
-Models, the embedder, the Qdrant client and the frontier client live here; tasks ask for them.
-What is loaded, and how, is `models.assembly`'s, which `triage eval` and `tune` call too.
+Models, the embedder, the Qdrant client, the frontier client and the ledger live here; tasks ask
+for them. What is loaded, and how, is `models.assembly`'s, which `triage eval` and `tune` call too.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from models.cascade import Policy, Search, TaskModels, load_policy
 from models.settings import get_settings as model_settings
 from producer.client import redis_client
 from producer.labelset import LabelSet
+from producer.ledger import get_settings as ledger_settings
 from producer.settings import get_settings as producer_settings
 
 if TYPE_CHECKING:
@@ -26,10 +27,12 @@ if TYPE_CHECKING:
     from models.embedder import Embedder
     from models.frontier import FrontierClient, SpendBudget
     from models.index import TicketIndex
+    from producer.ledger import Ledger
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _index_lock = threading.Lock()
+_ledger_lock = threading.Lock()
 
 
 def redis_conn() -> redis.Redis:
@@ -46,6 +49,12 @@ def close_all() -> None:
     if frontier.cache_info().currsize and (client := frontier()) is not None:
         client.close()
         frontier.cache_clear()
+    with _ledger_lock:
+        if _ledger.cache_info().currsize:
+            _ledger().close()
+            _ledger.cache_clear()
+            # Opened again (a test, a reloaded worker), it reads where the ledger is anew.
+            ledger_settings.cache_clear()
 
 
 @lru_cache
@@ -121,6 +130,22 @@ def policy(task: str = "category") -> Policy:
     """`triage tune`'s policy.json next to the task's adapter, else the settings' thresholds."""
     s = model_settings()
     return load_policy(s.adapter_dir(task), s)
+
+
+def ledger() -> Ledger:
+    """This process's ledger, opened on first use: in the process that writes, after any fork
+    (a pool of connections per process). A SQLite ledger is migrated as it opens; a PostgreSQL
+    one must be at the newest schema (`triage ledger upgrade`), else `LedgerError`. A failed
+    open is not kept: the next write-back tries again."""
+    with _ledger_lock:  # one open (and one SQLite migration) even when threads ask at once
+        return _ledger()
+
+
+@lru_cache
+def _ledger() -> Ledger:
+    from producer.ledger import Ledger
+
+    return Ledger.open()
 
 
 def quiet_loading() -> None:

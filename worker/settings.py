@@ -79,6 +79,11 @@ class WorkerSettings(BaseSettings):
     source_timeout_s: float = Field(default=10.0, gt=0)
     #: Results in the event stream before old ones are trimmed.
     events_maxlen: int = Field(default=100_000, ge=1000)
+    #: Share of auto-labelled tickets (a model's label, applied) that also go to the review desk
+    #: as an audit, so precision is measured in production; the label ships all the same. The
+    #: choice is a hash of (task, source, id, revision): a redelivery chooses the same. 0: none.
+    #: docs/review.md, "Audit rate", says how many audits a day give what interval.
+    audit_rate: float = Field(default=0.02, ge=0.0, le=1.0)
 
     # Observability (see docs/observability.md).
     #: Port of this worker's Prometheus exporter (/metrics); 0: none. One port per worker node:

@@ -43,7 +43,7 @@ def export(
     )
     model = (
         select(D.source, D.ticket_id, D.label, D.status, newest_model.label("rank"))
-        .where(D.task == task, D.decided_by != "human")
+        .where(D.task == task, D.decided_by != "human", D.superseded.is_(None))
         .subquery()
     )
     model_label = case((model.c.status == "labelled", model.c.label))

@@ -69,6 +69,8 @@ class DecisionRecord:
     suggestions: list[Suggestion]
     cost_usd: float
     decided_at: datetime
+    #: None: applied; else why the write-back applied it nowhere (`Ledger.record`).
+    superseded: str | None = None
 
 
 @dataclass(frozen=True)

@@ -83,13 +83,23 @@ class Ledger:
 
     # -- the write-back path ------------------------------------------------------------------
 
-    def record(self, decisions: Sequence[tuple[Ticket, TriageResult]]) -> None:
+    def record(
+        self,
+        decisions: Sequence[tuple[Ticket, TriageResult]],
+        *,
+        superseded: str | None = None,
+    ) -> None:
         """Record a batch of applied results, once each (idempotent on task, source, id,
         revision): the ticket as last seen, the decision, a person's label (``decided_by ==
         "human"``, which resolves the ticket's waiting items of that task) and, for
-        ``needs_review``, an item on the desk (none once a person has labelled the ticket)."""
+        ``needs_review``, an item on the desk (none once a person has labelled the ticket).
+
+        `superseded`: these results were applied nowhere, and why (the write-back's verdict,
+        ``kept-human-label`` or ``stale-revision``). They are recorded for the audit trail (a
+        person's label with them) but open no item, resolve none, and are never a ticket's
+        model label in `export`."""
         with self._write() as conn:
-            writes.record(conn, decisions)
+            writes.record(conn, decisions, superseded=superseded)
 
     def open_audit(self, ticket: Ticket, result: TriageResult) -> bool:
         """Record an auto-labelled result and put it on the desk as an audit (the label still

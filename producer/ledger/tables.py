@@ -111,6 +111,10 @@ class DecisionRow(Base):
     suggestions: Mapped[list[Any]]
     cost_usd: Mapped[float] = mapped_column(Float)
     decided_at: Mapped[datetime]
+    #: None: the write-back applied it. Else why it was applied nowhere (the write-back's gate,
+    #: `worker.writeback.decide`: ``kept-human-label``, ``stale-revision``): kept for the audit
+    #: trail, never the ticket's label in an export, never an item on the desk.
+    superseded: Mapped[str | None] = mapped_column(String(32))
 
 
 class HumanLabelRow(Base):

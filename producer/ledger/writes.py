@@ -21,7 +21,12 @@ from producer.schemas import Ticket, TriageResult
 WAITING = ("open", "claimed")
 
 
-def record(conn: Connection, decisions: Sequence[tuple[Ticket, TriageResult]]) -> None:
+def record(
+    conn: Connection,
+    decisions: Sequence[tuple[Ticket, TriageResult]],
+    *,
+    superseded: str | None = None,
+) -> None:
     """Record a batch: see `Ledger.record`."""
     pairs = sorted(decisions, key=lambda pair: facts.key_of(pair[1]))
     for ticket, result in pairs:
@@ -34,11 +39,14 @@ def record(conn: Connection, decisions: Sequence[tuple[Ticket, TriageResult]]) -
         return
     _upsert_tickets(conn, pairs)
     stmt = insert(conn, DecisionRow).on_conflict_do_nothing(index_elements=list(facts.KEY))
-    conn.execute(stmt, [facts.decision_values(result) for _, result in pairs])
+    conn.execute(
+        stmt, [{**facts.decision_values(result), "superseded": superseded} for _, result in pairs]
+    )
     for _, result in pairs:
         if result.decided_by == "human" and result.label is not None:
-            _human_label(conn, result)
-        elif result.status == "needs_review":
+            # An overtaken person's label is still what they said, then: kept, resolving nothing.
+            _human_label(conn, result, resolve=superseded is None)
+        elif result.status == "needs_review" and superseded is None:
             open_item(conn, result, "review", facts.why_for(result.reason))
 
 
@@ -96,12 +104,13 @@ def _upsert_tickets(conn: Connection, pairs: Sequence[tuple[Ticket, TriageResult
     conn.execute(stmt, [latest[key] for key in sorted(latest)])
 
 
-def _human_label(conn: Connection, result: TriageResult) -> None:
+def _human_label(conn: Connection, result: TriageResult, *, resolve: bool) -> None:
     values = facts.human_values(result)
     before = conn.execute(
         select(DecisionRow.label, DecisionRow.adapter_version)
         .where(*_same_ticket(DecisionRow, result))
         .where(DecisionRow.decided_by != "human", DecisionRow.decided_at <= result.decided_at)
+        .where(DecisionRow.superseded.is_(None))
         .order_by(DecisionRow.decided_at.desc(), DecisionRow.id.desc())
         .limit(1)
     ).first()
@@ -114,6 +123,8 @@ def _human_label(conn: Connection, result: TriageResult) -> None:
     )
     if conn.execute(stmt, values).first() is None:
         return  # recorded before: its items were resolved then
+    if not resolve:
+        return
     conn.execute(
         update(ReviewItemRow)
         .where(*_same_ticket(ReviewItemRow, result), ReviewItemRow.state.in_(WAITING))

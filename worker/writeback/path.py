@@ -6,7 +6,8 @@ Every target runs over the whole batch with one Redis round trip per step and on
 the revision's lease, renewed before each target, while it writes. A result applies only where
 nothing overtook it (`decide`): a model's result for a ticket a person labelled, or for an older
 revision than one already written, is applied in no target and recorded in each as
-``kept-human-label`` or ``stale-revision``. A ticket whose target fails, or whose lease another run
+``kept-human-label`` or ``stale-revision``; the ledger alone records every decision, with that
+verdict (`targets.ledger`). A ticket whose target fails, or whose lease another run
 holds, leaves the batch with its error and its lease released, while the others go on; the
 caller retries it (`worker.tasks.writeback`: backoff, then the dead-letter list). Redis
 unreachable fails the whole batch: every step is idempotent, so it may run again.
@@ -37,6 +38,7 @@ from worker.writeback.targets.callback import post_callback
 from worker.writeback.targets.event import Event
 from worker.writeback.targets.feedback import Feedback
 from worker.writeback.targets.index import Index
+from worker.writeback.targets.ledger import LedgerTarget
 from worker.writeback.targets.source import write_to_source
 from worker.writeback.targets.store import Store
 
@@ -44,11 +46,13 @@ from worker.writeback.targets.store import Store
 Outcome = dict[str, str] | Exception
 #: A decision to write back: its vector packed (`models.vectors`), as numbers, or empty.
 Decision = tuple[Ticket, TriageResult, str | np.ndarray | Sequence[float]]
-#: In order: the store first, so `get_result` answers as soon as anything is written.
+#: In order: the store first, so `get_result` answers as soon as anything is written; the
+#: ledger before the outside world, so nothing ships unrecorded (`targets.ledger`).
 TARGETS: list[Target] = [
     Store(),
     Feedback(),
     Event(),
+    LedgerTarget(),
     PerTicket("callback", post_callback, "callback_timeout_s"),
     PerTicket("source", write_to_source, "source_timeout_s"),
     Index(),
@@ -81,12 +85,15 @@ def write_back(decisions: Sequence[Decision]) -> list[Outcome]:
             for target in TARGETS:
                 live = [i for i in batch if i.error is None]
                 todo = done.hold_and_check(r, live, target.name, token) if live else []
-                apply = [i for i in todo if i.decision == APPLY]
+                # A target that records every decision (the ledger) gets those that do not
+                # apply too, and records the verdict itself; the others never see them.
+                every = bool(getattr(target, "every_decision", False))
+                run = [i for i in todo if every or i.decision == APPLY]
                 for item in todo:
-                    if item.decision != APPLY:
+                    if not (every or item.decision == APPLY):
                         item.outcomes[target.name] = item.decision
-                if apply:
-                    _timed(target, r, apply, deadline)
+                if run:
+                    _timed(target, r, run, deadline)
                 ran = [i for i in todo if i.error is None and target.name not in i.recorded]
                 done.record(r, ran, target.name)
             done.outcomes(r, [i for i in batch if i.error is None])
