@@ -2,7 +2,8 @@
 # Set-up and entry points on a fresh machine (Python 3.11+; nothing else needed for the demo).
 #   ./dev.sh demo   installs into .venv and runs the embedded demo (`triage demo`)
 #   ./dev.sh test   installs into .venv, makes sure Redis and PostgreSQL answer (starting its own
-#                   when none does, stopped at the end), runs lint, types and tests
+#                   when none does, stopped at the end) and Chromium is installed, runs lint,
+#                   types and tests
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -110,6 +111,18 @@ postgres_bin() {
   dirname "$(command -v pg_ctl)"
 }
 
+ensure_browser() {
+  # The review desk's browser test drives Debian's Chromium through its chromedriver.
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then return; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium and chromium-driver (the review desk's browser test)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "no /usr/bin/chromium + /usr/bin/chromedriver: apt-get install chromium chromium-driver" >&2
+    exit 1
+  fi
+}
+
 case "${1:-}" in
   demo)
     install
@@ -120,6 +133,7 @@ case "${1:-}" in
     install
     ensure_redis
     ensure_postgres
+    ensure_browser
     shift
     ruff check .
     mypy
