@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from producer.client import async_redis_client
 from producer.http.errors import install_handlers
 from producer.http.metrics import MetricsMiddleware
+from producer.http.review import install as install_review_desk
 from producer.http.routes import ROUTERS
 from producer.http.settings import HttpSettings
 from producer.http.settings import get_settings as http_settings
@@ -46,13 +47,16 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=services.metrics)
     for router in ROUTERS:
         app.include_router(router)
+    install_review_desk(app)  # /review: the review desk's pages
     install_handlers(app)
     return app
 
 
 @asynccontextmanager
 async def _closing_redis(app: FastAPI) -> AsyncIterator[None]:
-    """On shutdown, close the Redis connections the routes opened on this event loop."""
+    """On shutdown, close the Redis connections the routes opened on this event loop, and the
+    ledger if the review desk opened it."""
     yield
+    app.state.services.ledger.close()
     ps: ProducerSettings = app.state.services.producer
     await async_redis_client(ps.resolved_redis_url, ps.broker_timeout_s).aclose()

@@ -103,6 +103,15 @@ class HttpSettings(BaseSettings):
     http_docs: bool = False
     #: Serve `/metrics` to anyone; otherwise it needs a valid API token.
     metrics_public: bool = False
+    #: How long opening a ticket on the review desk (`/review`) holds it for that reviewer;
+    #: nobody else gets it meanwhile, and it is free again once this runs out.
+    review_claim_s: float = Field(default=600.0, gt=0)
+    #: How long a review desk sign-in lasts (its session, kept in Redis) before signing in again.
+    review_session_s: int = Field(default=8 * 3600, ge=60)
+    #: Adapter directories by task (the worker's setting): the desk's stats page reads each
+    #: task's tuned target precision from ``<adapter>/policy.json``; unset, the default
+    #: ``<TRIAGE_DATA_DIR>/adapters/<task>``.
+    adapters: dict[str, Path] = Field(default_factory=dict)
 
     @field_validator("api_tokens", mode="before")
     @classmethod

@@ -6,7 +6,7 @@ Per app, not per process: tests build several apps in one process and each keeps
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, cast
 
 from fastapi import Depends, FastAPI, Request
@@ -15,6 +15,7 @@ from producer.client import redis_client
 from producer.http.credentials import Credential, credentials
 from producer.http.metrics import Metrics
 from producer.http.ratelimit import RateLimiter
+from producer.http.review.handle import LedgerHandle
 from producer.http.settings import SOURCES, HttpSettings
 from producer.labelset import LabelSet
 from producer.settings import ProducerSettings
@@ -30,6 +31,8 @@ class Services:
     tokens: tuple[tuple[bytes, Credential], ...]
     #: The label set of each configured task (`TRIAGE_LABELS`), which feedback must keep to.
     labels: dict[str, LabelSet]
+    #: The ledger, opened when the review desk first needs it (`TRIAGE_DATABASE_URL`).
+    ledger: LedgerHandle = field(default_factory=LedgerHandle)
 
     @classmethod
     def build(cls, hs: HttpSettings, ps: ProducerSettings) -> Services:
