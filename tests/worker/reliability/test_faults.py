@@ -386,8 +386,8 @@ def test_a_burst_is_held_back_at_the_cap_and_all_of_it_written_once(
 ) -> None:
     """Load: a burst ten times the queue cap through the webhook while one worker drains it.
     The queue never passes the cap (senders get 503 and resend), and every ticket is written
-    back once."""
-    fleet.start("classify,escalate,writeback")
+    back once. The worker starts once the queue is at the cap: a worker that kept up with the
+    senders (a busy machine slows them) would leave the cap untested."""
     client = webhook(max_queue_depth=BURST_CAP)
     tickets = fleet.tickets(10 * BURST_CAP, prefix="b", source="generic")
     statuses: Counter[int] = Counter()
@@ -399,7 +399,9 @@ def test_a_burst_is_held_back_at_the_cap_and_all_of_it_written_once(
     for sender in senders:
         sender.start()
     rdb = fleet.rdb
-    depths = [0]
+    wait_for(lambda: statuses[503] > 0, timeout_s=60, what="the burst to meet the queue cap")
+    depths = [rdb.llen(CLASSIFY_QUEUE)]
+    fleet.start("classify,escalate,writeback")
 
     def sent_all() -> bool:  # and, while they send, watch the queue's depth
         depths.append(rdb.llen(CLASSIFY_QUEUE))
