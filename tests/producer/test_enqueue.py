@@ -32,6 +32,20 @@ def test_enqueue_sends_a_celery_message_by_task_name(rdb: redis.Redis) -> None:
     assert kwargs["enqueued_at"]
 
 
+def test_ids_and_revisions_with_colons_never_share_a_key(rdb: redis.Redis) -> None:
+    # Joined with ":" unescaped, ("X:b", "c") and ("X", "b:c") were one key: the second ticket
+    # was taken for a duplicate and never enqueued.
+    enqueue_many(
+        [
+            Ticket(id="X:b", body="one", revision="c"),
+            Ticket(id="X", body="two", revision="b:c"),
+            Ticket(id="X%3Ab", body="three", revision="c"),
+        ]
+    )
+    assert len(queued(rdb)) == 3
+    assert len(rdb.keys("triage:enqueued:*")) == 3
+
+
 def test_same_revision_is_a_noop_new_revision_is_not(rdb: redis.Redis) -> None:
     t = Ticket(id="1", body="hello", revision="r1")
     enqueue(t)
