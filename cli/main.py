@@ -12,6 +12,7 @@ import click
 from cli import backfill as backfill_cli
 from cli import dead_letter as dead_letter_cli
 from cli import drift as drift_cli
+from cli import ledger as ledger_cli
 from cli import model as model_cli
 from cli import status as status_cli
 from cli.options import check_settings, json_out
@@ -233,8 +234,9 @@ def _parse_json_input(text: str) -> list[Any]:
     return data if isinstance(data, list) else [data]
 
 
-# The backfill, the model lifecycle (train, tune, eval) and the operations on a running stack
-# (status, dead-letter list, drift) live in their own modules; registered here.
+# The backfill, the model lifecycle (train, tune, eval), the operations on a running stack
+# (status, dead-letter list, drift) and the ledger's (export, ledger upgrade) live in their own
+# modules; registered here.
 for _command in (
     backfill_cli.backfill,
     model_cli.train,
@@ -243,6 +245,8 @@ for _command in (
     status_cli.status,
     dead_letter_cli.dead_letter,
     drift_cli.drift,
+    ledger_cli.export,
+    ledger_cli.ledger,
 ):
     main.add_command(_command)
 

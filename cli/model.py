@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cli.options import DIR, FILE, fields, json_out, measured_adapter
+
+if TYPE_CHECKING:
+    from models.data import LabelledText
 
 
 def _fields(value: str) -> tuple[str, ...]:
@@ -64,6 +67,13 @@ def _fields(value: str) -> tuple[str, ...]:
 )
 @click.option(
     "--label-field", default="category", show_default=True, envvar="TRIAGE_TRAIN_LABEL_FIELD"
+)
+@click.option(
+    "--split-field",
+    default=None,
+    envvar="TRIAGE_TRAIN_SPLIT_FIELD",
+    help="Column saying train or holdout per row (`triage export`'s split): the holdout rows "
+    "are the held-out set, instead of --eval-data or --eval-fraction.",
 )
 @click.option(
     "--base-model",
@@ -132,6 +142,10 @@ def train(**opts: Any) -> None:
     \b
     Example (Banking77, ~7 min on 2 CPU cores):
       triage train --data examples/banking77/train.csv --epochs 6 --patience 3
+    \b
+    From the ledger (what the service decided and what people corrected):
+      triage export --task category --out category.csv
+      triage train --data category.csv --label-field label --split-field split
     """
     from models.data import read_labelled
     from models.settings import get_settings
@@ -144,16 +158,22 @@ def train(**opts: Any) -> None:
     s = get_settings()
     task = opts["task"]
     text_fields = _fields(opts["text_field"])
+    if opts["split_field"] and opts["eval_data"]:
+        raise click.UsageError("give --split-field or --eval-data, not both")
     try:
         labels = opts["labels_path"] or s.labels_path(task)
+        examples = read_labelled(opts["data"], text_fields, opts["label_field"])
+        held_out = (
+            read_labelled(opts["eval_data"], text_fields, opts["label_field"])
+            if opts["eval_data"]
+            else None
+        )
+        if opts["split_field"]:
+            examples, held_out = _by_split(opts["data"], examples, opts["split_field"])
         config = TrainConfig(
             labels=labels,
-            train_examples=read_labelled(opts["data"], text_fields, opts["label_field"]),
-            eval_examples=(
-                read_labelled(opts["eval_data"], text_fields, opts["label_field"])
-                if opts["eval_data"]
-                else None
-            ),
+            train_examples=examples,
+            eval_examples=held_out,
             eval_fraction=opts["eval_fraction"],
             max_train_examples=opts["max_examples"],
             base_model=opts["base_model"] or s.base_model,
@@ -183,6 +203,26 @@ def train(**opts: Any) -> None:
         f"  trained in {report.train_time_s:.0f} s ({report.examples_per_s:.0f} examples/s)\n"
         f"next: triage tune --adapter {report.out_dir} --index-data {opts['data']}"
     )
+
+
+def _by_split(
+    path: Path, examples: list[LabelledText], split_field: str
+) -> tuple[list[LabelledText], list[LabelledText]]:
+    """`examples` (read from `path`) parted by their row's `split_field`: train, holdout."""
+    from models.data import iter_labelled
+
+    # The split column, read row for row by the same reader as the examples (as a one-column
+    # "text"), so the two line up and a missing column is reported the same way.
+    sides = [row.text for row in iter_labelled(path, split_field, split_field)]
+    unknown = sorted(set(sides) - {"train", "holdout"})
+    if unknown:
+        raise ValueError(f"{path}: {split_field} holds {unknown[:3]}; expected train or holdout")
+    train = [ex for ex, side in zip(examples, sides, strict=True) if side == "train"]
+    held_out = [ex for ex, side in zip(examples, sides, strict=True) if side == "holdout"]
+    if not held_out or not train:
+        empty = "holdout" if not held_out else "train"
+        raise ValueError(f"{path}: no {empty} rows in {split_field} (export with --holdout > 0)")
+    return train, held_out
 
 
 @click.command()
