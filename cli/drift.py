@@ -1,19 +1,24 @@
-"""`triage drift`: is a retrain due? Recent traffic against the adapter's training and tuning.
+"""`triage drift`: is a retrain due? Recent traffic against the adapter's training and tuning,
+and production precision against the precision the adapter was tuned for.
 
-Thin: options, `worker.observe.traffic` reads Redis (the event stream, the result store and the
-feedback stream, `triage:feedback`), `models.drift` judges. Exit codes for scripts and cron:
-0 no retrain due, 1 retrain due, 3 Redis or the adapter unreadable.
+Thin: options; people's labels and the audits come from the ledger (the record), recent results
+from Redis (`worker.observe.traffic`: the event stream, the result store, the feedback stream);
+`models.drift` judges the traffic, `cli.quality` the precision. Exit codes for scripts and cron:
+0 no retrain due, 1 retrain due, 3 Redis, the ledger or the adapter unreadable.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import click
 
-from models.drift import DriftReport, Thresholds
+from cli.quality import window_option
+from models.drift import Check, DriftReport, Thresholds
 
 
 @click.command()
@@ -56,6 +61,10 @@ from models.drift import DriftReport, Thresholds
     "--max-correction-rate", type=float, default=Thresholds.max_correction_rate, show_default=True
 )
 @click.option("--min-tickets", type=int, default=Thresholds.min_tickets, show_default=True)
+@window_option(
+    "How far back the audits go that measure the adapter's precision in production.",
+    flag="--audit-window",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def drift(
     task: str,
@@ -67,13 +76,17 @@ def drift(
     max_escalation_excess: float,
     max_correction_rate: float,
     min_tickets: int,
+    span: timedelta,
     as_json: bool,
 ) -> None:
     """Compare recent results with the adapter's training data; say whether to retrain.
 
     Checks the label mix (total variation), the classifier's confidence (PSI against the
-    held-out split), the escalation rate against `triage tune`'s expectation, and how often
-    humans corrected a label. Exit 0: no retrain due; 1: retrain due; 3: cannot read.
+    held-out split), the escalation rate against `triage tune`'s expectation, how often
+    humans corrected a label (the ledger's people's labels, and the feedback stream's), and
+    the adapter's precision measured by audits against the precision it was tuned for (due
+    when its whole 95% interval is below). Exit 0: no retrain due; 1: retrain due; 3: cannot
+    read.
 
     \b
     Example (cron):
@@ -103,21 +116,45 @@ def drift(
     )
     try:
         reference = reference_from_adapter(adapter_dir)
+        recorded, precision = _from_ledger(task, adapter_dir, span)
         traffic = recent_traffic(
             redis_client(ps.resolved_redis_url, ps.broker_timeout_s),
             task,
             limit=window,
             feedback_path=feedback,
+            recorded=recorded,
         )
     except TriageError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(3)
     report = assess(task, reference, traffic, limits)
+    if precision is not None:  # judged on its own interval, however few the recent tickets
+        report = replace(report, checks=[*report.checks, precision])
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         _print(report)
     sys.exit(1 if report.due else 0)
+
+
+def _from_ledger(
+    task: str, adapter_dir: Path, span: timedelta
+) -> tuple[dict[tuple[str, str], str], Check | None]:
+    """Each ticket's latest person's label of `task`, and the deployed adapter's precision check
+    over the last `span` (None: no tuned target to judge it by)."""
+    from datetime import UTC, datetime
+
+    from cli import quality
+    from models.classifier import adapter_version
+    from producer.ledger import Ledger
+
+    now = datetime.now(UTC)
+    with Ledger.open() as ledger:
+        people = ledger.export(task, holdout=0.0, humans_only=True)
+        recorded = {(row.source, row.ticket_id): row.label for row in people}
+        stats = ledger.stats(task, since=now - span, until=now, now=now)
+    target = quality.target_for(adapter_dir)
+    return recorded, quality.precision_check(stats, adapter_version(adapter_dir), target)
 
 
 def _print(report: DriftReport) -> None:

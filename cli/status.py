@@ -1,16 +1,20 @@
-"""`triage status`: queues, live workers, the last hour's results, spend and dead letters.
+"""`triage status`: queues, live workers, the last hour's results, spend and dead letters;
+with `--quality`, precision in production from the ledger instead (`cli.quality`).
 
-Registered on the `triage` group in `cli.main`. Exit 3 when Redis does not answer (as the
-other commands), so it doubles as a health check in scripts.
+Registered on the `triage` group in `cli.main`. Exit 3 when Redis (or, with `--quality`, the
+ledger) does not answer (as the other commands), so it doubles as a health check in scripts.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import click
+
+from cli.quality import window_option
 
 if TYPE_CHECKING:
     from worker.observe.status import Status
@@ -20,14 +24,31 @@ REDIS_DOWN_EXIT = 3
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
-def status(as_json: bool) -> None:
+@click.option(
+    "--quality",
+    is_flag=True,
+    help="Instead: per task and adapter version, from the ledger, auto coverage, audited "
+    "precision (95% interval) against the tuned one, corrections, the review desk.",
+)
+@click.option(
+    "--task",
+    "tasks",
+    multiple=True,
+    help="With --quality: this task (repeat for more) [default: every task in TRIAGE_LABELS].",
+)
+@window_option("With --quality: how far back, e.g. 24h, 7d, 4w.")
+def status(as_json: bool, quality: bool, tasks: tuple[str, ...], span: timedelta) -> None:
     """Show queue depths, live workers, results of the last hour, spend today, dead letters.
 
     \b
     Examples:
       triage status
       triage status --json | jq .queues
+      triage status --quality --task category --window 24h
     """
+    if quality:
+        _quality(tasks, span, as_json)
+        return
     import redis
 
     from models.settings import get_settings as model_settings
@@ -50,6 +71,32 @@ def status(as_json: bool) -> None:
         click.echo(json.dumps({"redis": "ok", **found.to_dict()}, indent=2, default=str))
         return
     _print(found)
+
+
+def _quality(tasks: tuple[str, ...], span: timedelta, as_json: bool) -> None:
+    from datetime import UTC, datetime
+
+    from cli import quality
+    from models.settings import get_settings as model_settings
+    from producer.ledger import Ledger, LedgerError, LedgerUnavailable
+
+    ms = model_settings()
+    now = datetime.now(UTC)
+    found = {}
+    try:
+        with Ledger.open() as ledger:
+            for task in tasks or sorted(ms.labels):
+                stats = ledger.stats(task, since=now - span, until=now, now=now)
+                found[task] = (stats, quality.target_for(ms.adapter_dir(task)))
+    except (LedgerUnavailable, LedgerError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(REDIS_DOWN_EXIT)
+    if as_json:
+        figures = {task: quality.to_dict(*pair) for task, pair in found.items()}
+        click.echo(json.dumps({"ledger": "ok", "tasks": figures}, indent=2))
+        return
+    for stats, target in found.values():
+        quality.print_task(stats, target)
 
 
 def _print(found: Status) -> None:

@@ -1,8 +1,10 @@
-"""`triage drift` against a real Redis: results written by the worker's own write-back."""
+"""`triage drift` against a real Redis and the ledger (SQLite and PostgreSQL): results written by
+the worker's own write-back, people's labels and audits from the ledger."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,12 @@ from cli.main import main
 from models.drift import confidence_histogram, psi, total_variation
 from producer import Ticket
 from producer.feedback import HumanLabel
+from producer.ledger import Ledger, migrate
+from producer.ledger import settings as ledger_settings
 from producer.schemas import StageTrace, TriageResult
+from tests.cli.seed import person, seed
 from tests.factories import result_for
+from worker import resources
 from worker.writeback.path import write_back_one
 
 TRAIN_MIX = {"card_arrival": 50, "refund": 30, "pin_blocked": 20}
@@ -28,6 +34,17 @@ UNSURE = [0.5]
 @pytest.fixture(autouse=True)
 def in_process(worker_env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TRIAGE_FEEDBACK_PATH", raising=False)
+    # The write-back records in the ledger too: by default, SQLite in this test's data dir.
+    ledger_settings.get_settings.cache_clear()
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    """The ledger the write-back and `triage drift` share, on each dialect, migrated."""
+    migrate(database_url)
+    with Ledger.open(database_url) as opened:
+        yield opened
+    resources.close_all()  # the write-back's handle, before its database is dropped
 
 
 @pytest.fixture
@@ -42,7 +59,8 @@ def adapter(tmp_path: Path) -> Path:
         "heldout_confidence": confidence_histogram([0.95] * 80 + [0.75] * 15 + [0.45] * 5),
     }
     (out / "triage_adapter.json").write_text(json.dumps(meta))
-    (out / "policy.json").write_text(json.dumps({"tuning": {"cv_coverage": 0.8}}))
+    tuning = {"cv_coverage": 0.8, "target": {"precision": 0.99}}
+    (out / "policy.json").write_text(json.dumps({"tuning": tuning}))
     return out
 
 
@@ -187,3 +205,46 @@ def test_a_legacy_feedback_file_still_counts_and_says_it_is_deprecated(
     )
     assert "deprecated" in out.stderr and "triage:feedback" in out.stderr
     assert _checks(json.loads(out.stdout))["corrections"]["value"] == pytest.approx(30 / N)
+
+
+def test_peoples_labels_in_the_ledger_count_as_corrections(rdb, tmp_path, adapter, ledger) -> None:
+    _traffic(rdb, tmp_path, mix={"refund": 1.0}, confidence=AS_HELD_OUT, escalated=0, corrected=0)
+    # Relabels the ledger holds and Redis no longer does (its streams are trimmed, or were
+    # flushed): the ledger is the record.
+    rdb.delete("triage:feedback")
+    fixed = [i for i in range(N) if i % 7][:30]
+    for i in fixed:
+        person(
+            ledger, Ticket(id=str(i), source="helpdesk", body=f"ticket {i}"), "other", via="jira"
+        )
+    _, report = _drift(adapter, "--max-correction-rate", "0.2")
+    assert _checks(report)["corrections"]["value"] == pytest.approx(30 / N)
+
+
+def test_precision_below_the_tuned_one_makes_a_retrain_due(rdb, tmp_path, adapter, ledger) -> None:
+    from models.classifier import adapter_version
+
+    mix = {k: v / 100 for k, v in TRAIN_MIX.items()}
+    _traffic(rdb, tmp_path, mix=mix, confidence=AS_HELD_OUT, escalated=0.2, corrected=0.01)
+    seed(ledger, adapter=adapter_version(adapter), audits=40, wrong=4)  # 90% [77%, 96%]
+    seed(ledger, adapter="category@old", audits=40, wrong=20, source="old")  # not deployed
+    code, report = _drift(adapter)
+    precision = _checks(report)["precision"]
+    assert code == 1 and precision["due"], report
+    assert (precision["value"], precision["limit"]) == (pytest.approx(0.9), 0.99)
+    assert report["verdict"].startswith("retrain due: precision (precision 90.0% (95% interval")
+    out = CliRunner().invoke(main, ["drift", "--adapter", str(adapter)])
+    assert out.exit_code == 1 and "below the 99.0% the adapter was tuned for" in out.output
+
+
+def test_precision_not_yet_known_to_be_below_is_no_retrain(rdb, tmp_path, adapter, ledger) -> None:
+    from models.classifier import adapter_version
+
+    mix = {k: v / 100 for k, v in TRAIN_MIX.items()}
+    _traffic(rdb, tmp_path, mix=mix, confidence=AS_HELD_OUT, escalated=0.2, corrected=0.01)
+    seed(ledger, adapter=adapter_version(adapter), audits=20, wrong=1)  # 95%, reaches 99%
+    code, report = _drift(adapter)
+    precision = _checks(report)["precision"]
+    assert code == 0 and not precision["due"] and "more audits will tell" in precision["detail"]
+    code, report = _drift(adapter, "--audit-window", "10m")  # the audits are older than that
+    assert _checks(report)["precision"]["value"] is None

@@ -3,16 +3,18 @@
 The write-back appends one event per result to the stream (`triage:events`, newest last); the
 result store keeps each ticket's latest `TriageResult` with its trace, where the classifier's own
 label and calibrated confidence are (the event carries the final ones, and a frontier's or a
-human's label says nothing about the classifier). Human labels come from the feedback stream
-(`triage:feedback`: every person's label the write-back applied, from any channel), from the
-human results in the event stream, and, for feedback recorded before that stream existed, from
-a JSON-lines file (deprecated).
+human's label says nothing about the classifier). Human labels come from the ledger, the store of
+record, which the caller reads (`producer.ledger`: every person's label from any channel, kept
+for good); and from Redis: the feedback stream (`triage:feedback`), the human results in the
+event stream and, for feedback recorded before that stream existed, a JSON-lines file
+(deprecated), which cover a ledger that was started after them.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +40,16 @@ class _Seen:
 
 
 def recent_traffic(
-    client: redis.Redis, task: str, *, limit: int, feedback_path: Path | None = None
+    client: redis.Redis,
+    task: str,
+    *,
+    limit: int,
+    feedback_path: Path | None = None,
+    recorded: Mapping[tuple[str, str], str] | None = None,
 ) -> Traffic:
-    """The last `limit` model results of `task` in the event stream, with human corrections
-    (the feedback stream's; `feedback_path`: a legacy JSON-lines file's too, read first)."""
+    """The last `limit` model results of `task` in the event stream, with human corrections:
+    `recorded` (each ticket's latest person's label in the ledger, by (source, id)), which wins,
+    and the feedback stream's (`feedback_path`: a legacy JSON-lines file's too, read first)."""
     human: dict[tuple[str, str], str] = {}
     if feedback_path is not None:
         human.update(_feedback(feedback_path, task))
@@ -52,6 +60,7 @@ def recent_traffic(
         classifier = _classifier_view(client, task, model)
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
+    human.update(recorded or {})
     labels: Counter[str] = Counter()
     confidences = []
     for seen in model:
