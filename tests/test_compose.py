@@ -15,17 +15,19 @@ from click.testing import CliRunner
 from cli.main import main
 from models.settings import ModelSettings
 from producer.http.settings import HttpSettings
+from producer.ledger import LedgerSettings
 from producer.settings import ProducerSettings
 from worker.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = (ProducerSettings, HttpSettings, ModelSettings, WorkerSettings)
+SETTINGS = (ProducerSettings, HttpSettings, LedgerSettings, ModelSettings, WorkerSettings)
 #: Secrets without which the stack must not start: compose refuses when they are unset.
 REQUIRED_SECRETS = {
     "TRIAGE_CALLBACK_SECRET",
     "TRIAGE_API_TOKENS",
     "TRIAGE_WEBHOOK_SECRETS",
     "FLOWER_BASIC_AUTH",
+    "POSTGRES_PASSWORD",
 }
 _SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSWORD|API_KEY|BASIC_AUTH")
 
@@ -44,6 +46,12 @@ def services() -> dict[str, Any]:
     }
 
 
+def one_shot(svc: dict[str, Any]) -> bool:
+    """A service that runs once and exits (no restart, no health check): others await its
+    successful end, not its health."""
+    return svc.get("restart") == "no" and svc.get("healthcheck") == {"disable": True}
+
+
 def environments() -> list[tuple[str, str, str]]:
     """(service, variable, value as written) for every service."""
     return [
@@ -54,9 +62,8 @@ def environments() -> list[tuple[str, str, str]]:
 
 
 def test_the_stack_has_every_role() -> None:
-    assert {"redis", "qdrant", "api", "classify", "classify-cpu", "escalate", "writeback"} <= set(
-        compose()["services"]
-    )
+    roles = {"redis", "qdrant", "postgres", "migrate", "api", "classify", "classify-cpu"}
+    assert roles | {"escalate", "writeback"} <= set(compose()["services"])
     assert compose()["services"]["flower"]["image"].startswith("mher/flower")
     gpu = compose()["services"]["classify"]["deploy"]["resources"]["reservations"]["devices"]
     assert gpu[0]["capabilities"] == ["gpu"]
@@ -95,17 +102,37 @@ def test_every_dependency_is_awaited_healthy_and_has_a_health_check() -> None:
     all_services = compose()["services"]
     for name, svc in all_services.items():
         for target, condition in (svc.get("depends_on") or {}).items():
+            if one_shot(all_services[target]):
+                assert condition == {"condition": "service_completed_successfully"}, (name, target)
+                continue
             assert condition == {"condition": "service_healthy"}, (name, target)
             assert "healthcheck" in all_services[target], f"{name} waits on {target}: no check"
-    for name in services():
-        assert "healthcheck" in all_services[name], f"{name} has no health check"
+    for name, svc in services().items():
+        if not one_shot(svc):
+            assert "test" in svc.get("healthcheck", {}), f"{name} has no health check"
+
+
+def test_the_ledger_is_migrated_before_anything_uses_it() -> None:
+    all_services = compose()["services"]
+    migrate = all_services["migrate"]
+    assert one_shot(migrate) and migrate["command"] == ["ledger", "upgrade"]
+    assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    assert "pg_isready" in " ".join(all_services["postgres"]["healthcheck"]["test"])
+    assert any(v.startswith("postgres-data:") for v in all_services["postgres"]["volumes"])
+    for name, svc in services().items():
+        url = svc["environment"]["TRIAGE_DATABASE_URL"]
+        # The password comes from the one secret, and the URL names the compose service.
+        assert url.startswith("postgresql://triage:${POSTGRES_PASSWORD:?"), (name, url)
+        assert url.endswith("}@postgres:5432/triage"), (name, url)
+        if name != "migrate":
+            assert svc["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
 
 
 def test_worker_health_checks_ping_our_celery_app() -> None:
     for name, svc in services().items():
-        check = " ".join(svc["healthcheck"]["test"][1:])
         if svc["command"][0] != "worker":
             continue
+        check = " ".join(svc["healthcheck"]["test"][1:])
         target = re.search(r"celery -A (\S+) inspect ping", check)
         assert target, f"{name}: {check}"
         module, _, attr = target.group(1).partition(":")
