@@ -14,8 +14,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-#: Tests use their own database on the machine's Redis and flush it around each test.
-TEST_REDIS_URL = os.environ.get("TRIAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+def _test_redis_url() -> str:
+    """The tests' own database on the machine's Redis, flushed around each test; under
+    pytest-xdist each worker ("gw0", "gw1"...) takes the next database, so none flushes
+    another's."""
+    url = os.environ.get("TRIAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw"):
+        base, _, db = url.rpartition("/")
+        url = f"{base}/{int(db or 0) + int(worker[2:])}"
+    return url
+
+
+TEST_REDIS_URL = _test_redis_url()
 
 
 @pytest.fixture

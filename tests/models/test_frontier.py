@@ -370,11 +370,9 @@ def test_banking77_label_set_matches_the_categories():
 
 
 @pytest.fixture
-def redis_db():
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/14")
-    client.flushdb()
+def redis_db(redis_url: str):
+    client = redis.Redis.from_url(redis_url)  # the tests' database, flushed around each test
     yield client
-    client.flushdb()
     client.close()
 
 
