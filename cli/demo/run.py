@@ -3,7 +3,8 @@
 Embedded Redis (unless TRIAGE_REDIS_URL is set), Qdrant local mode, the packaged MiniLM; trains
 an adapter on a Banking77 sample when none exists, seeds the index with the training tickets,
 runs a worker process, enqueues test tickets through `producer.enqueue_many`, waits for every
-result and reports what the cascade decided.
+result, reports what the cascade decided, and ends with the review desk: how many tickets wait
+there (the ledger's count) and how to open it.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
+from cli.demo.desk import desk_counts, print_desk
 from cli.demo.report import DemoReport, build_report, print_report
 from models.data import examples_dir, read_labelled
+from producer.schemas import TriageResult
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -43,25 +46,39 @@ def run_demo(*, limit: int, json_path: Path | None, train_examples: int, retrain
 
     quiet_loading()
     data_dir = get_settings().data_dir
+    embedded = not _configured_redis()
     with _redis(data_dir) as redis_url:
         os.environ["TRIAGE_REDIS_URL"] = redis_url
         _clear_settings_caches()
         _ensure_adapter(train_examples, retrain)
         _ensure_index()
         with _worker_process() as worker:
-            report = _run_tickets(limit, worker)
-    print_report(report, Console())
+            report, results, revision, kept = _run_tickets(limit, worker)
+            desk = desk_counts(TASK, results, revision)
+    out = Console()
+    print_report(report, out)
+    if kept:
+        out.print(
+            f"{kept} tickets kept the label a person gave them before (the model's new "
+            "decision is in the ledger, applied nowhere)"
+        )
+    print_desk(desk, out, embedded_redis=embedded)
     if json_path is not None:
-        json_path.write_text(json.dumps(report.figures(), indent=2) + "\n")
+        figures = {**report.figures(), "kept_human_label": kept, "desk": desk.figures()}
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
         console.print(f"figures written to {json_path}")
     return 0 if report.tickets == report.labelled + report.needs_review else 1
 
 
-@contextlib.contextmanager
-def _redis(data_dir: Path) -> Iterator[str]:
+def _configured_redis() -> str | None:
     from producer.settings import get_settings
 
-    configured = get_settings().redis_url
+    return get_settings().redis_url
+
+
+@contextlib.contextmanager
+def _redis(data_dir: Path) -> Iterator[str]:
+    configured = _configured_redis()
     if configured:
         console.print(f"using Redis at {configured}")
         yield configured
@@ -160,7 +177,11 @@ def _wait_ready(proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float 
     raise SystemExit(f"the worker did not start within {timeout_s:.0f} s; see {log_path}")
 
 
-def _run_tickets(limit: int, worker: subprocess.Popen[bytes]) -> DemoReport:
+def _run_tickets(
+    limit: int, worker: subprocess.Popen[bytes]
+) -> tuple[DemoReport, list[TriageResult], str, int]:
+    """Enqueue the test tickets and wait for each: the report, this run's results, their
+    revision, and how many tickets kept a person's label (not in the report)."""
     from producer import Ticket, enqueue_many
     from producer.results import get_results
 
@@ -186,14 +207,18 @@ def _run_tickets(limit: int, worker: subprocess.Popen[bytes]) -> DemoReport:
                 raise SystemExit(f"the worker died with exit code {worker.returncode}")
             found = get_results(sorted(pending), SOURCE, TASK)
             for ticket_id, res in found.items():
-                if res.revision == revision:
+                # A ticket a person labelled (on the desk, after an earlier run) keeps that
+                # label: this run's decision is recorded and applied nowhere.
+                if res.revision == revision or res.decided_by == "human":
                     results[ticket_id] = res
                     pending.discard(ticket_id)
             progress.update(bar, completed=len(results))
             time.sleep(0.25)
     elapsed = time.perf_counter() - started
     truth = {t.id: r.label for t, r in zip(tickets, rows, strict=True)}
-    return build_report([results[t.id] for t in tickets], truth, elapsed)
+    decided = [results[t.id] for t in tickets if results[t.id].revision == revision]
+    kept = len(tickets) - len(decided)
+    return build_report(decided, truth, elapsed), decided, revision, kept
 
 
 def _clear_settings_caches() -> None:
