@@ -68,8 +68,16 @@ ensure_postgres() {
   if postgres_answers "$url"; then export TRIAGE_TEST_DATABASE_URL=$url; return; fi
   local bin dir port
   bin=$(postgres_bin) || {
-    echo "no PostgreSQL answers at $url and no server is installed: apt-get install postgresql" >&2
-    exit 1
+    # A fresh machine: Debian's server package (its own cluster may not start without an init
+    # system; ours below does not need it).
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "no PostgreSQL installed: installing Debian's postgresql" >&2
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null || true
+    fi
+    bin=$(postgres_bin) || {
+      echo "no PostgreSQL answers at $url and no server is installed: apt-get install postgresql" >&2
+      exit 1
+    }
   }
   dir=$(mktemp -d /tmp/triage-pg.XXXXXX)
   port=$(free_port)
