@@ -147,13 +147,14 @@ def _from_ledger(
     from cli import quality
     from models.classifier import adapter_version
     from producer.ledger import Ledger
+    from producer.ledger.quality import target_for
 
     now = datetime.now(UTC)
     with Ledger.open() as ledger:
         people = ledger.export(task, holdout=0.0, humans_only=True)
         recorded = {(row.source, row.ticket_id): row.label for row in people}
         stats = ledger.stats(task, since=now - span, until=now, now=now)
-    target = quality.target_for(adapter_dir)
+    target = target_for(adapter_dir)
     return recorded, quality.precision_check(stats, adapter_version(adapter_dir), target)
 
 

@@ -6,38 +6,23 @@ audits will tell), as on the desk's stats page."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from producer.ledger.quality import Target, verdict
+
 if TYPE_CHECKING:
     from models.drift import Check
-    from producer.ledger import Stats, VersionStats
+    from producer.ledger import Stats
 
 F = TypeVar("F", bound=Callable[..., Any])
-Level = Literal["below", "under", "ok", "unknown"]
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
 _UNIT_S = {"m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-
-
-@dataclass(frozen=True)
-class Target:
-    """The precision an adapter was tuned for; None when unknown (`why` says so)."""
-
-    precision: float | None
-    why: str
-
-
-@dataclass(frozen=True)
-class Verdict:
-    level: Level
-    text: str
 
 
 def window(value: str) -> timedelta:
@@ -58,46 +43,6 @@ def window_option(help: str, flag: str = "--window", default: str = "7d") -> Cal
         callback=lambda _ctx, _param, value: window(value),
         help=help,
     )
-
-
-def target_for(adapter_dir: Path) -> Target:
-    """The precision `triage tune` aimed at for the adapter in `adapter_dir`."""
-    path = adapter_dir / "policy.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return Target(None, f"no tuned policy at {path} (run `triage tune`)")
-    except (OSError, ValueError) as exc:
-        return Target(None, f"{path} could not be read ({exc})")
-    target = (data.get("tuning") or {}).get("target") or {}
-    precision = target.get("precision") if isinstance(target, dict) else None
-    if not isinstance(precision, int | float) or not 0 < precision < 1:
-        return Target(None, f"{path} was tuned for no precision target")
-    return Target(float(precision), f"tuned for {precision:.1%} ({path})")
-
-
-def verdict(version: VersionStats, target: Target) -> Verdict:
-    """How `version`'s audited precision compares with the tuned target."""
-    p = version.precision
-    if p is None:
-        return Verdict("unknown", "no audits answered in the window: precision not measured")
-    if target.precision is None:
-        return Verdict("unknown", f"target unknown: {target.why}")
-    t = target.precision
-    if p.high < t:
-        return Verdict(
-            "below",
-            f"precision {p.value:.1%} (95% interval {p.low:.1%}-{p.high:.1%}, {version.audited} "
-            f"audits) is below the {t:.1%} the adapter was tuned for",
-        )
-    if p.value < t:
-        return Verdict(
-            "under",
-            f"precision {p.value:.1%} is under the tuned {t:.1%}, but its 95% interval "
-            f"({p.low:.1%}-{p.high:.1%}, {version.audited} audits) reaches it: more audits "
-            "will tell",
-        )
-    return Verdict("ok", f"precision {p.value:.1%} meets the tuned {t:.1%}")
 
 
 def precision_check(stats: Stats, version: str, target: Target) -> Check | None:

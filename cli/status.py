@@ -79,6 +79,7 @@ def _quality(tasks: tuple[str, ...], span: timedelta, as_json: bool) -> None:
     from cli import quality
     from models.settings import get_settings as model_settings
     from producer.ledger import Ledger, LedgerError, LedgerUnavailable
+    from producer.ledger.quality import target_for
 
     ms = model_settings()
     now = datetime.now(UTC)
@@ -87,7 +88,7 @@ def _quality(tasks: tuple[str, ...], span: timedelta, as_json: bool) -> None:
         with Ledger.open() as ledger:
             for task in tasks or sorted(ms.labels):
                 stats = ledger.stats(task, since=now - span, until=now, now=now)
-                found[task] = (stats, quality.target_for(ms.adapter_dir(task)))
+                found[task] = (stats, target_for(ms.adapter_dir(task)))
     except (LedgerUnavailable, LedgerError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(REDIS_DOWN_EXIT)

@@ -29,7 +29,7 @@ def test_precision_below_the_tuned_target_is_a_clear_warning(
     flat = re.sub(r"\s+", " ", page.text)
     assert 'role="alert"><strong>Precision below target</strong>' in flat
     assert "category@abc123" in flat
-    assert "is below the 99.0% this adapter was tuned for" in flat
+    assert "is below the 99.0% the adapter was tuned for" in flat
     # 30 of 40 audits right: 75.0% with its Wilson interval.
     assert '75.0% <span class="muted">(59.8%–85.8%)</span>' in flat
     assert '<td class="num">40</td>' in flat  # audited

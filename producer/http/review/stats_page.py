@@ -16,6 +16,7 @@ from producer.http.review import calls, plots, quality
 from producer.http.review.access import DeskError, ReviewerDep
 from producer.http.review.pages import render
 from producer.http.state import ServicesDep
+from producer.ledger.quality import Verdict, verdict
 from producer.ledger.records import VersionStats
 
 router = APIRouter()
@@ -26,7 +27,7 @@ class VersionView:
     """A row of the page: one adapter version's figures, its verdict and its plot."""
 
     stats: VersionStats
-    verdict: quality.Verdict
+    verdict: Verdict
     plot: Markup
 
 
@@ -49,7 +50,7 @@ async def stats(
     versions = [
         VersionView(
             v,
-            quality.verdict(v, target),
+            verdict(v, target),
             plots.precision_by_day(
                 [(d, per.get(v.adapter_version)) for d, per in found.daily],
                 target.precision,
