@@ -145,7 +145,9 @@ case "${1:-}" in
     shift
     ruff check .
     mypy
-    pytest "$@"
+    # Two workers, a test file each at a time: much of the suite waits on worker processes and
+    # servers starting. Each worker flushes only its own Redis database (tests/conftest.py).
+    pytest -n "${TRIAGE_TEST_WORKERS:-2}" --dist loadfile "$@"
     ;;
   *)
     echo "usage: ./dev.sh demo [--limit N] | ./dev.sh test [pytest args]" >&2
