@@ -173,6 +173,14 @@ class TicketIndex:
             return set()
         name = collection_name(task)
         ids = [point_id(t.source, t.ticket_id) for t in tickets]
+        mirror = self._mirrors.get(name)
+        if mirror is not None:  # local mode: the mirror follows every upsert; no collection read
+            found_payloads = mirror.payloads(ids)
+            return {
+                i
+                for i, p in zip(ids, found_payloads, strict=True)
+                if p and p.get("set_by") == "human"
+            }
         try:
             with self._serial:
                 found = self._client.retrieve(

@@ -48,6 +48,13 @@ class VectorMirror:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def payloads(self, ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """The payloads of these points (None for one not here)."""
+        with self._lock:
+            return [
+                self._payloads[row] if (row := self._rows.get(i)) is not None else None for i in ids
+            ]
+
     def put(
         self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]
     ) -> None:

@@ -181,16 +181,17 @@ def worker_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path
     (the data dir); this process's resources are closed after. Set variables before use."""
     from models import settings as model_settings
     from producer import settings as producer_settings
+    from producer.ledger import settings as ledger_settings
     from worker import resources
     from worker import settings as worker_settings
 
+    caches = (worker_settings, model_settings, producer_settings, ledger_settings)
     monkeypatch.setenv("TRIAGE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("TRIAGE_CALLBACK_ALLOW", LOCAL_CALLBACKS)
-    worker_settings.get_settings.cache_clear()
-    model_settings.get_settings.cache_clear()
-    producer_settings.get_settings.cache_clear()
+    resources.close_all()  # nothing a test before this one opened in this process
+    for module in caches:
+        module.get_settings.cache_clear()
     yield tmp_path
     resources.close_all()
-    worker_settings.get_settings.cache_clear()
-    model_settings.get_settings.cache_clear()
-    producer_settings.get_settings.cache_clear()
+    for module in caches:
+        module.get_settings.cache_clear()

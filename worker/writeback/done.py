@@ -47,19 +47,12 @@ def hold_and_check(r: redis.Redis, live: list[Item], name: str, token: str) -> l
     a result may be overtaken (a person's label, a newer revision) between two targets.
     """
     ttl_s = get_settings().writeback_lease_s
+    # EVALSHA: the script's text would otherwise travel, and be hashed, once per ticket and step.
+    gate = r.register_script(decide.GATE)
     pipe = r.pipeline(transaction=False)
     for item in live:
-        pipe.eval(
-            decide.GATE,
-            3,
-            item.lease_key,
-            item.key,
-            item.label_key,
-            token,
-            ttl_s,
-            name,
-            *_gate_args(item),
-        )
+        keys = [item.lease_key, item.key, item.label_key]
+        gate(keys=keys, args=[token, ttl_s, name, *_gate_args(item)], client=pipe)
     todo: list[Item] = []
     for item, (held, done, answer) in zip(live, pipe.execute(), strict=True):
         if not held:
@@ -83,9 +76,8 @@ def record(r: redis.Redis, done: list[Item], name: str) -> None:
 
     def write() -> None:
         pipe = r.pipeline(transaction=False)
-        for item in done:
+        for item in done:  # the hash's expiry was set by the gate of this step
             pipe.hset(item.key, name, item.outcomes[name])
-            pipe.expire(item.key, WRITTEN_TTL_S)
         pipe.execute()
 
     wait_out(
@@ -108,10 +100,11 @@ def outcomes(r: redis.Redis, live: list[Item]) -> None:
 def release(r: redis.Redis, batch: Iterable[Item], token: str) -> None:
     """Release every lease this run may hold (a lease taken by another run is left alone)."""
     items = list(batch)
+    release_lease = r.register_script(RELEASE_LEASE)
     try:
         pipe = r.pipeline(transaction=False)
         for item in items:
-            pipe.eval(RELEASE_LEASE, 1, item.lease_key, token)
+            release_lease(keys=[item.lease_key], args=[token], client=pipe)
         pipe.execute()
     except redis.RedisError:
         log.warning("could not release %d leases; they expire by themselves", len(items))

@@ -32,10 +32,11 @@ class Feedback:
                 item.outcomes[self.name] = "none"
         if not people:
             return
+        add_once = r.register_script(ADD_ONCE)
         pipe = r.pipeline(transaction=False)
         for item in people:
             fields = [part for pair in feedback_fields(item).items() for part in pair]
-            pipe.eval(ADD_ONCE, 2, FEEDBACK_STREAM, item.key, self.name, *fields)
+            add_once(keys=[FEEDBACK_STREAM, item.key], args=[self.name, *fields], client=pipe)
         for item, entry_id in zip(people, pipe.execute(), strict=True):
             item.outcomes[self.name] = str(entry_id)
             item.recorded.add(self.name)

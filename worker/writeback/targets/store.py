@@ -31,11 +31,12 @@ class Store:
 
     def write(self, r: redis.Redis, todo: list[Item], deadline: float) -> None:
         tickets = _tickets(r, todo)
+        store = r.register_script(STORE_UNLESS_HUMAN)
         pipe = r.pipeline(transaction=False)
         for item, ticket in zip(todo, tickets, strict=True):
             res = item.result
             keys = [result_key(res.task, res.source, res.ticket_id), _ticket_key(item.ticket)]
-            pipe.eval(STORE_UNLESS_HUMAN, 2, *keys, res.model_dump_json(), res.decided_by, ticket)
+            store(keys=keys, args=[res.model_dump_json(), res.decided_by, ticket], client=pipe)
         for item, stored in zip(todo, pipe.execute(), strict=True):
             item.outcomes[self.name] = "stored" if stored else "kept-human-label"
 
