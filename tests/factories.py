@@ -33,3 +33,18 @@ def sample(path: Path, names: list[str], per_label: int) -> list[LabelledText]:
             counts[row.label] += 1
             out.append(row)
     return out
+
+
+def banking77_subset(names: list[str], per_label: int, labels_path: Path) -> list[LabelledText]:
+    """A small Banking77 task: the label set of `names` saved at `labels_path`, and the first
+    `per_label` training rows of each label, grouped by label in `names`' order."""
+    from models.data import examples_dir
+    from producer import LabelSet
+
+    full = LabelSet.load(examples_dir() / "banking77" / "labels.json")
+    kept = [
+        {"name": lb.name, "description": lb.description} for lb in full.labels if lb.name in names
+    ]
+    LabelSet.from_dict({"task": "category", "labels": kept}).save(labels_path)
+    rows = sample(examples_dir() / "banking77" / "train.csv", names, per_label)
+    return [r for name in names for r in rows if r.label == name]

@@ -11,13 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import main
-from models.data import examples_dir, read_labelled
-from producer import LabelSet
 from producer.ledger import Ledger
 from producer.ledger.export import split_of
 from producer.ledger.upgrade import head
 from producer.schemas import Ticket
 from tests.cli.seed import model, person
+from tests.factories import banking77_subset
 from tests.ledger.databases import postgres_schema
 
 
@@ -102,22 +101,7 @@ INTENTS = ["card_arrival", "exchange_rate", "pin_blocked"]
 def test_triage_train_takes_the_export_as_it_is(ledger: Ledger, tmp_path: Path) -> None:
     """Round trip: what the service decided (and people corrected) becomes an adapter, its
     held-out split the export's."""
-    full = LabelSet.load(examples_dir() / "banking77" / "labels.json")
-    labels = LabelSet.from_dict(
-        {
-            "task": "category",
-            "labels": [
-                {"name": lb.name, "description": lb.description}
-                for lb in full.labels
-                if lb.name in INTENTS
-            ],
-        }
-    )
-    labels.save(tmp_path / "labels.json")
-    rows = [
-        r for r in read_labelled(examples_dir() / "banking77" / "train.csv") if r.label in INTENTS
-    ]
-    sample = [r for name in INTENTS for r in [x for x in rows if x.label == name][:16]]
+    sample = banking77_subset(INTENTS, 16, tmp_path / "labels.json")
     tickets = [Ticket(id=f"t{i}", source="web", body=r.text) for i, r in enumerate(sample)]
     # The model got every fourth ticket wrong; a person corrected those.
     ledger.record(

@@ -17,6 +17,7 @@ from producer.feedback import HumanLabel
 from producer.http import payloads
 from producer.schemas import GitHubIssue, JiraIssue, Ticket, ZendeskTicket
 from producer.settings import ProducerSettings
+from tests.producer.http_support import PAYLOADS
 
 BOTS = ProducerSettings(
     github_bot_login="triage-bot",
@@ -24,27 +25,9 @@ BOTS = ProducerSettings(
     zendesk_bot_user_id="900",
 )
 
-GITHUB: dict[str, Any] = {
-    "action": "opened",
-    "issue": {
-        "number": 7,
-        "title": "Card not arrived",
-        "body": "two weeks",
-        "labels": [{"name": "bug"}],
-        "updated_at": "2026-01-01T00:00:00Z",
-    },
-    "repository": {"full_name": "acme/app"},
-    "sender": {"login": "alice"},
-}
-ZENDESK: dict[str, Any] = {
-    "ticket": {
-        "id": 123,
-        "subject": "Card not arrived",
-        "description": "two weeks",
-        "tags": "vip late",
-        "updated_at": "2026-01-01",
-    }
-}
+# The signed-webhook samples the HTTP tests send too (copies: tests here edit them).
+GITHUB: dict[str, Any] = copy.deepcopy(PAYLOADS["github"])
+ZENDESK: dict[str, Any] = copy.deepcopy(PAYLOADS["zendesk"])
 JIRA: dict[str, Any] = {
     "webhookEvent": "jira:issue_created",
     "user": {"accountId": "alice-account"},

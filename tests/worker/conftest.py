@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from models.data import LabelledText, examples_dir, read_labelled
-from producer import LabelSet
+from tests.factories import banking77_subset
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,23 +44,7 @@ def tiny_task(tmp_path_factory: pytest.TempPathFactory) -> TinyTask:
     from models.training import TrainConfig, train
 
     root = tmp_path_factory.mktemp("tiny-task")
-    full = LabelSet.load(examples_dir() / "banking77" / "labels.json")
-    labels = LabelSet.from_dict(
-        {
-            "task": "category",
-            "labels": [
-                {"name": lb.name, "description": lb.description}
-                for lb in full.labels
-                if lb.name in INTENTS
-            ],
-        }
-    )
-    labels.save(root / "labels.json")
-
-    rows = [
-        r for r in read_labelled(examples_dir() / "banking77" / "train.csv") if r.label in INTENTS
-    ]
-    train_rows = [r for name in INTENTS for r in [x for x in rows if x.label == name][:30]]
+    train_rows = banking77_subset(INTENTS, 30, root / "labels.json")
     train(
         TrainConfig(
             labels=root / "labels.json",
