@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,7 +14,7 @@ from models.settings import PACKAGED_MINILM
 
 
 @pytest.fixture(scope="module")
-def tokenizer():  # type: ignore[no-untyped-def]
+def tokenizer() -> Any:
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(resolve_base_model(PACKAGED_MINILM))
@@ -41,7 +43,7 @@ def test_cut_chars_stays_within_the_limit(text: str, limit: int) -> None:
         assert text.startswith(cut[: cut.index(truncation.CUT_MARK)])
 
 
-def test_a_long_text_keeps_its_first_and_last_words(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_a_long_text_keeps_its_first_and_last_words(tokenizer: Any) -> None:
     text = "printer jammed " + "filler " * 5000 + "error code 42"
     (ids,) = truncation.encode(tokenizer, [text], 32)
     assert len(ids) == 32
@@ -50,7 +52,7 @@ def test_a_long_text_keeps_its_first_and_last_words(tokenizer) -> None:  # type:
     assert words.startswith("printer jammed") and words.endswith("error code 42")
 
 
-def test_short_texts_are_what_the_tokenizer_gives(tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_short_texts_are_what_the_tokenizer_gives(tokenizer: Any) -> None:
     texts = ["my card was declined", "", "refund please " * 3]
     assert truncation.encode(tokenizer, texts, 64) == tokenizer(texts)["input_ids"]
 
