@@ -12,9 +12,11 @@ import click
 from cli import backfill as backfill_cli
 from cli import dead_letter as dead_letter_cli
 from cli import drift as drift_cli
+from cli import evaluate as evaluate_cli
 from cli import ledger as ledger_cli
-from cli import model as model_cli
 from cli import status as status_cli
+from cli import train as train_cli
+from cli import tune as tune_cli
 from cli.options import check_settings, json_out
 from producer.names import QUEUES
 
@@ -239,9 +241,9 @@ def _parse_json_input(text: str) -> list[Any]:
 # modules; registered here.
 for _command in (
     backfill_cli.backfill,
-    model_cli.train,
-    model_cli.tune,
-    model_cli.evaluate,
+    train_cli.train,
+    tune_cli.tune,
+    evaluate_cli.evaluate,
     status_cli.status,
     dead_letter_cli.dead_letter,
     drift_cli.drift,

@@ -73,3 +73,8 @@ def check_settings(*, models: bool = True, worker: bool = True, http: bool = Fal
             http_settings()
     except ValidationError as exc:
         raise click.UsageError(f"invalid configuration (TRIAGE_* variables):\n{exc}") from exc
+
+
+def text_fields(value: str) -> tuple[str, ...]:
+    """Comma-separated column names, e.g. ``subject,body``."""
+    return tuple(f.strip() for f in value.split(",") if f.strip())

@@ -242,7 +242,7 @@ def test_an_unavailable_frontier_sends_tickets_to_review_not_the_eval_down():
 
 
 def test_the_tune_command_defaults_to_the_tune_targets_confidence():
-    from cli.model import tune as tune_command
+    from cli.tune import tune as tune_command
 
     option = next(p for p in tune_command.params if p.name == "confidence")
     assert option.default == TuneTarget().confidence
