@@ -1,9 +1,9 @@
 """Whether a result may be applied at all: a person's label wins, and an older revision never
 replaces a newer one (docs/security.md, "Feedback and people's labels").
 
-One Lua script per ticket and target step (`GATE`, run by `done.hold_and_check`) takes or renews
-the revision's lease, asks whether the target is done, and decides against the ticket's label
-state (`producer.names.label_key`), atomically:
+One Lua script call per target step for a whole batch (`GATE`, run by `done.hold_and_check`)
+takes or renews each revision's lease, asks whether the target is done, and decides against the
+ticket's label state (`producer.names.label_key`), atomically:
 
 - a human result applies unless a later human label was applied already (``stale-revision``);
 - a model result for a ticket a person labelled is ``kept-human-label``;
@@ -33,41 +33,61 @@ _NUMBER = re.compile(r"^([0-9]+)(?:\.([0-9]+))?$")
 #: Seconds since the epoch shifted so every year from 1 to 9999 is positive, in microseconds.
 _EPOCH_SHIFT_US = 10**17
 
-# KEYS: lease, written hash, label state.
-# ARGV: token, lease ttl, target, human ("1"/"0"), revision kind, revision key, created key,
-#       human label time key, labelled_by, label, written ttl, revision.
-# Returns {0, lease ms left, ""} when another run holds the lease, else {1, done, decision}.
+# One call per target step for a whole batch (`done.hold_and_check`).
+# KEYS: each ticket's lease, written hash and label state, in turn.
+# ARGV: token, lease ttl, written ttl, the target to gate ('' once the run is over), the target
+#       just done, and a JSON array with one array per ticket: its outcome of the target just
+#       done ('' when there is none to record), then, when gating: human ("1"/"0"), revision
+#       kind, revision key, created key, human label time key, labelled_by, label, revision.
+# The outcomes are recorded first, whatever else happens: their side effects have happened.
+# Returns per ticket {0, lease ms left, ''} when another run holds the lease, else
+# {1, done, decision}; once the run is over, nothing, and the leases still ours are released.
 # Keys are fixed-width digit strings: compared as strings, they compare as numbers.
 GATE = """
-local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then return {0, redis.call('PTTL', KEYS[1]), ''} end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-local done = redis.call('HEXISTS', KEYS[2], ARGV[3])
-local decision = redis.call('HGET', KEYS[2], 'decision')
-if decision and decision ~= 'apply' then return {1, done, decision} end
-local s = redis.call('HMGET', KEYS[3], 'human_at', 'kind', 'key', 'created')
-decision = 'apply'
-if ARGV[4] == '1' then
-  if s[1] and ARGV[8] < s[1] then decision = 'stale-revision' end
-elseif s[1] then
-  decision = 'kept-human-label'
-elseif s[2] then
-  local older
-  if s[2] == ARGV[5] and ARGV[5] ~= 's' then older = ARGV[6] < s[3] else older = ARGV[7] < s[4] end
-  if older then decision = 'stale-revision' end
+local token, ttl, written_ttl, target, just_done = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+
+local function gate(lease, written, state, t)
+  local cur = redis.call('GET', lease)
+  if cur and cur ~= token then return {0, redis.call('PTTL', lease), ''} end
+  redis.call('SET', lease, token, 'EX', ttl)
+  local done = redis.call('HEXISTS', written, target)
+  local decision = redis.call('HGET', written, 'decision')
+  if decision and decision ~= 'apply' then return {1, done, decision} end
+  local s = redis.call('HMGET', state, 'human_at', 'kind', 'key', 'created')
+  decision = 'apply'
+  if t[2] == '1' then
+    if s[1] and t[6] < s[1] then decision = 'stale-revision' end
+  elseif s[1] then
+    decision = 'kept-human-label'
+  elseif s[2] then
+    local older
+    if s[2] == t[3] and t[3] ~= 's' then older = t[4] < s[3] else older = t[5] < s[4] end
+    if older then decision = 'stale-revision' end
+  end
+  if decision == 'apply' then
+    if t[2] == '1' then
+      redis.call('HSET', state, 'human_at', t[6], 'labelled_by', t[7], 'label', t[8],
+        'human_revision', t[9])
+    else
+      redis.call('HSET', state, 'kind', t[3], 'key', t[4], 'created', t[5], 'revision', t[9])
+    end
+  end
+  redis.call('HSET', written, 'decision', decision)
+  redis.call('EXPIRE', written, written_ttl)
+  return {1, done, decision}
 end
-if decision == 'apply' then
-  if ARGV[4] == '1' then
-    redis.call('HSET', KEYS[3], 'human_at', ARGV[8], 'labelled_by', ARGV[9], 'label', ARGV[10],
-      'human_revision', ARGV[12])
-  else
-    redis.call('HSET', KEYS[3], 'kind', ARGV[5], 'key', ARGV[6], 'created', ARGV[7],
-      'revision', ARGV[12])
+
+local verdicts = {}
+for i, t in ipairs(cjson.decode(ARGV[6])) do
+  local lease, written = KEYS[3 * i - 2], KEYS[3 * i - 1]
+  if t[1] ~= '' then redis.call('HSET', written, just_done, t[1]) end
+  if target ~= '' then
+    verdicts[i] = gate(lease, written, KEYS[3 * i], t)
+  elseif redis.call('GET', lease) == token then
+    redis.call('DEL', lease)
   end
 end
-redis.call('HSET', KEYS[2], 'decision', decision)
-redis.call('EXPIRE', KEYS[2], ARGV[11])
-return {1, done, decision}
+return verdicts
 """
 
 

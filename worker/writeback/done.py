@@ -6,14 +6,16 @@ redelivered while its first run still goes on, a ticket classified twice) would 
 target not done yet, so a lease lets one run at a time: the other is retried once the lease is
 free, and then finds the work done. The lease expires by itself when its run dies; a run renews
 it before each target and stops if it lost it (it was paused past its lease, and another took
-over). The same step decides whether the result applies at all (`decide`). Everything here is
-one pipeline for the whole batch.
+over). The same step decides whether the result applies at all (`decide`), and records the
+step before it: one script call for the whole batch per target (`decide.GATE`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import cast
 
 import redis
 
@@ -27,34 +29,32 @@ log = logging.getLogger(__name__)
 
 WRITTEN_TTL_S = 30 * 24 * 3600
 
-# Release the lease only if it is still ours (it may have expired and been taken since).
-RELEASE_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 class WriteInProgress(SinkUnavailable):
     """Another run is writing this ticket revision back; try again when its lease is free."""
 
 
-def hold_and_check(r: redis.Redis, live: list[Item], name: str, token: str) -> list[Item]:
+def hold_and_check(
+    r: redis.Redis,
+    live: list[Item],
+    name: str,
+    token: str,
+    *,
+    ran: Sequence[Item] = (),
+    ran_name: str = "",
+) -> list[Item]:
     """Take or renew each ticket's lease, ask whether target `name` is done for it and decide
     whether its result applies (``item.decision``, `decide.GATE`); return the tickets still to
-    do. A ticket whose lease another run holds gets `WriteInProgress`.
+    do. A ticket whose lease another run holds gets `WriteInProgress`. In the same call, first,
+    target `ran_name` is recorded as done for `ran` (`record`; each of them must be in `live`).
 
-    Asked per target, not once: a run paused past its lease may find a target done since, and
-    a result may be overtaken (a person's label, a newer revision) between two targets.
+    One script call for the batch. Asked per target, not once: a run paused past its lease may
+    find a target done since, and a result may be overtaken (a person's label, a newer
+    revision) between two targets.
     """
-    ttl_s = get_settings().writeback_lease_s
-    # EVALSHA: the script's text would otherwise travel, and be hashed, once per ticket and step.
-    gate = r.register_script(decide.GATE)
-    pipe = r.pipeline(transaction=False)
-    for item in live:
-        keys = [item.lease_key, item.key, item.label_key]
-        gate(keys=keys, args=[token, ttl_s, name, *_gate_args(item)], client=pipe)
+    verdicts = _gate(r, live, token, name, ran, ran_name)
     todo: list[Item] = []
-    for item, (held, done, answer) in zip(live, pipe.execute(), strict=True):
+    for item, (held, done, answer) in zip(live, verdicts, strict=True):
         if not held:
             item.error = WriteInProgress(
                 f"{item.lease_key} is held by another write-back run",
@@ -65,6 +65,14 @@ def hold_and_check(r: redis.Redis, live: list[Item], name: str, token: str) -> l
         if not done:
             todo.append(item)
     return todo
+
+
+def finish(
+    r: redis.Redis, batch: Sequence[Item], token: str, ran: Sequence[Item], name: str
+) -> None:
+    """Record target `name` as done for `ran` (the last step's) and release every lease of
+    `batch` this run holds (a lease taken by another run is left alone), in one call."""
+    _gate(r, batch, token, "", ran, name)
 
 
 def record(r: redis.Redis, done: list[Item], name: str) -> None:
@@ -90,6 +98,8 @@ def record(r: redis.Redis, done: list[Item], name: str) -> None:
 
 def outcomes(r: redis.Redis, live: list[Item]) -> None:
     """Fill each ticket's outcomes with every target done for its revision, by any run."""
+    if not live:
+        return
     pipe = r.pipeline(transaction=False)
     for item in live:
         pipe.hgetall(item.key)
@@ -97,31 +107,47 @@ def outcomes(r: redis.Redis, live: list[Item]) -> None:
         item.outcomes = {k: v for k, v in done.items() if k != decide.DECISION_FIELD}
 
 
-def release(r: redis.Redis, batch: Iterable[Item], token: str) -> None:
+def release(r: redis.Redis, batch: Sequence[Item], token: str) -> None:
     """Release every lease this run may hold (a lease taken by another run is left alone)."""
-    items = list(batch)
-    release_lease = r.register_script(RELEASE_LEASE)
     try:
-        pipe = r.pipeline(transaction=False)
-        for item in items:
-            release_lease(keys=[item.lease_key], args=[token], client=pipe)
-        pipe.execute()
+        _gate(r, batch, token, "", (), "")
     except redis.RedisError:
-        log.warning("could not release %d leases; they expire by themselves", len(items))
+        log.warning("could not release %d leases; they expire by themselves", len(batch))
 
 
-def _gate_args(item: Item) -> list[str | int]:
-    """`decide.GATE`'s ARGV after the token, lease ttl and target name."""
-    kind, key = decide.revision_order(item.ticket.effective_revision)
-    result = item.result
-    return [
-        "1" if item.by_human else "0",
-        kind,
-        key,
-        decide.time_order(item.ticket.created_at),
-        decide.time_order(result.decided_at) if item.by_human else "",
-        result.labelled_by or "",
-        result.label or "",
-        WRITTEN_TTL_S,
-        item.ticket.effective_revision,
-    ]
+def _gate(
+    r: redis.Redis,
+    items: Sequence[Item],
+    token: str,
+    name: str,
+    ran: Sequence[Item],
+    ran_name: str,
+) -> list[list[int | str]]:
+    """One `decide.GATE` call over `items`: record `ran_name` for `ran`, then gate target
+    `name` (or, with none, release the leases). Recorded outcomes are side effects that
+    happened: a Redis blip is waited out then, as in `record`."""
+    if not items:
+        return []
+    ran_ids = {id(item) for item in ran}
+    rows = []
+    keys: list[str] = []
+    for item in items:
+        outcome = item.outcomes[ran_name] if id(item) in ran_ids else ""
+        rows.append([outcome, *item.gate_args] if name else [outcome])
+        keys += (item.lease_key, item.key, item.label_key)
+    ttl_s = get_settings().writeback_lease_s
+    args: list[str | int] = [token, ttl_s, WRITTEN_TTL_S, name, ran_name, json.dumps(rows)]
+    # EVALSHA: the script's text travels once per process, not once per call.
+    script = r.register_script(decide.GATE)
+
+    def call() -> list[list[int | str]]:
+        return cast(list[list[int | str]], script(keys=keys, args=args))
+
+    if not ran_ids:
+        return call()
+    return wait_out(
+        call,
+        retry_on=(redis.ConnectionError, redis.TimeoutError),
+        for_s=get_settings().publish_retry_s,
+        what=f"Redis is unreachable recording {ran_name} of {len(ran_ids)} tickets",
+    )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 from producer.names import label_key
 from producer.schemas import Ticket, TriageResult
+from worker.writeback import decide
 from worker.writeback.decide import APPLY
 
 
@@ -25,14 +27,31 @@ class Item:
     #: `decide.APPLY`, or why no target applies it (``kept-human-label``, ``stale-revision``).
     decision: str = APPLY
 
-    @property
+    @cached_property
     def lease_key(self) -> str:
         return self.key + ":lease"
 
-    @property
+    @cached_property
     def label_key(self) -> str:
         """The ticket's label state (`worker.writeback.decide`)."""
         return label_key(self.ticket.task, self.ticket.source, self.ticket.id)
+
+    @cached_property
+    def gate_args(self) -> list[str]:
+        """What `decide.GATE` decides on, the same at every step of a run: human ("1"/"0"),
+        revision kind and key, created key, human label time key, labelled_by, label, revision."""
+        kind, key = decide.revision_order(self.ticket.effective_revision)
+        result = self.result
+        return [
+            "1" if self.by_human else "0",
+            kind,
+            key,
+            decide.time_order(self.ticket.created_at),
+            decide.time_order(result.decided_at) if self.by_human else "",
+            result.labelled_by or "",
+            result.label or "",
+            self.ticket.effective_revision,
+        ]
 
     @property
     def by_human(self) -> bool:

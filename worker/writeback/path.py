@@ -3,7 +3,8 @@ revision), whatever route brought them here. A single ticket is a batch of one.
 
 Every target runs over the whole batch with one Redis round trip per step and one index upsert
 (`targets`). Per revision: each target runs once (`done`: the `written` hash), and a run holds
-the revision's lease, renewed before each target, while it writes. A result applies only where
+the revision's lease, renewed before each target, while it writes: one script call per target
+for the whole batch, which records the target before it too. A result applies only where
 nothing overtook it (`decide`): a model's result for a ticket a person labelled, or for an older
 revision than one already written, is applied in no target and recorded in each as
 ``kept-human-label`` or ``stale-revision``; the ledger alone records every decision, with that
@@ -80,11 +81,18 @@ def write_back(decisions: Sequence[Decision]) -> list[Outcome]:
                 f"{item.key} is twice in one batch", retry_after_s=0.1
             )
         seen.add(item.key)
+    finished = False
     try:
         try:
+            ran: list[Item] = []  # the tickets that did the step before, recorded by the next gate
+            ran_name = ""
             for target in TARGETS:
                 live = [i for i in batch if i.error is None]
-                todo = done.hold_and_check(r, live, target.name, token) if live else []
+                todo = (
+                    done.hold_and_check(r, live, target.name, token, ran=ran, ran_name=ran_name)
+                    if live
+                    else []
+                )
                 # A target that records every decision (the ledger) gets those that do not
                 # apply too, and records the verdict itself; the others never see them.
                 every = bool(getattr(target, "every_decision", False))
@@ -95,10 +103,14 @@ def write_back(decisions: Sequence[Decision]) -> list[Outcome]:
                 if run:
                     _timed(target, r, run, deadline)
                 ran = [i for i in todo if i.error is None and target.name not in i.recorded]
-                done.record(r, ran, target.name)
-            done.outcomes(r, [i for i in batch if i.error is None])
+                ran_name = target.name
+            done.finish(r, batch, token, ran, ran_name)
+            finished = True
+            # A target some run had done before this one: what it did is in the hash alone.
+            done.outcomes(r, [i for i in batch if i.error is None and _found_done(i)])
         finally:
-            done.release(r, batch, token)
+            if not finished:
+                done.release(r, batch, token)
     except redis.RedisError as exc:
         raise BrokerUnavailable(f"Redis is unreachable during write-back: {exc}") from exc
     return [i.error if i.error is not None else i.outcomes for i in batch]
@@ -119,6 +131,10 @@ def as_payload(ticket: Ticket, result: TriageResult, vector: Any = ()) -> dict[s
         "result": result.model_dump(mode="json"),
         "vector": vector if isinstance(vector, str) else pack(unpack(vector)),
     }
+
+
+def _found_done(item: Item) -> bool:
+    return any(target.name not in item.outcomes for target in TARGETS)
 
 
 def _timed(target: Target, r: redis.Redis, todo: list[Item], deadline: float) -> None:
