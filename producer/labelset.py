@@ -1,8 +1,12 @@
-"""A label set ("task"): a JSON file of labels with one-line descriptions.
+"""A label set ("task"): a JSON file of labels, each with an optional one-line description.
 
 The classifier head, the frontier tool schema (an enum) and the evaluation all read the same file::
 
     {"task": "category", "labels": [{"name": "card_arrival", "description": "..."}]}
+
+A label may be given as its name alone (``"labels": ["bug", "feature", "question"]``); the
+description (what the frontier model and the review desk are told the label means) is then
+empty. docs/tasks.md documents the format.
 """
 
 from __future__ import annotations
@@ -43,13 +47,21 @@ class LabelSet:
             raise LabelSetError(f"label set {origin} needs a 'labels' list")
         labels: list[Label] = []
         for i, item in enumerate(raw["labels"]):
-            if (
-                not isinstance(item, dict)
-                or not isinstance(item.get("name"), str)
-                or not item["name"]
-            ):
+            if isinstance(item, str):
+                item = {"name": item}
+            name = item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str) or not name.strip():
                 raise LabelSetError(f"label set {origin}: labels[{i}] needs a non-empty 'name'")
-            labels.append(Label(item["name"], str(item.get("description", ""))))
+            if name != name.strip():  # data rows are read stripped: this name would match none
+                raise LabelSetError(
+                    f"label set {origin}: labels[{i}] {name!r} starts or ends with whitespace"
+                )
+            description = item.get("description")
+            if description is not None and not isinstance(description, str):
+                raise LabelSetError(
+                    f"label set {origin}: labels[{i}] ({name}) has a description that is not text"
+                )
+            labels.append(Label(name, description or ""))
         names = [label.name for label in labels]
         if len(set(names)) != len(names):
             dupes = sorted({n for n in names if names.count(n) > 1})
