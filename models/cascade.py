@@ -3,14 +3,17 @@
 The rule lives here once: `mix` blends the classifier with the neighbour vote, `decide` says who
 labels a ticket (`decide_all` is the same rule over arrays, for tuning's threshold search).
 `first_pass` labels a batch with one classifier pass, one embedder pass and one Qdrant query
-batch; what it is unsure of comes back marked for escalation. `escalate` asks the frontier about
-one ticket, with its neighbours as examples, and falls back to human review.
+batch; what it is unsure of comes back marked for escalation. A ticket unlike every label (its
+`scope_score` under the policy's `scope_threshold`) is marked out of scope: it goes to human
+review, not to the frontier, whose answer must be one of the labels. `escalate` asks the frontier
+about one ticket, with its neighbours as examples, and falls back to human review.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from pydantic import BaseModel, Field
 from models.frontier import FrontierClient, SpendBudget
 from models.settings import ModelSettings
 from models.vectors import PackedVector, pack
-from models.vote import neighbour_vote
+from models.vote import neighbour_vote, scope_score
 from producer.errors import BudgetExceeded, FrontierRefused, ModelError
 from producer.labelset import LabelSet
 from producer.schemas import DecidedBy, Neighbour, StageTrace, Status, Ticket, TriageResult
@@ -53,6 +56,12 @@ class Policy(BaseModel):
     neighbours: int = 10
     vote_temperature: float = 0.05
     human_weight: float = 2.0
+    #: A model-written neighbour's weight in the vote (a person's counts `human_weight`): under
+    #: 1, the cascade leans less on its own earlier labels (`bench.second_pass` measures it).
+    model_weight: float = 1.0
+    #: Out of scope: a ticket whose `scope_score` is under this goes to human review; None
+    #: (policies tuned before it existed) flags nothing. `triage tune` sets it.
+    scope_threshold: float | None = None
 
     def deciding(self, *, classifier: float = NEVER, retrieval: float = NEVER) -> Policy:
         """This policy with these thresholds: a stage given none never decides."""
@@ -84,6 +93,8 @@ class FirstPass(BaseModel):
     trace: list[StageTrace] = Field(default_factory=list)
     versions: dict[str, str] = Field(default_factory=dict)
     vector: PackedVector = ""  # the ticket's embedding, for the index (`models.vectors`)
+    #: Why an unsure ticket is unlike every label (`out_of_scope_reason`); None: in scope.
+    out_of_scope: str | None = None
 
     @property
     def needs_escalation(self) -> bool:
@@ -127,9 +138,15 @@ def mix(
     return classifier_weight * classifier_probs + (1.0 - classifier_weight) * vote
 
 
-def decide(clf_conf: float, mix_conf: float, policy: Policy) -> DecidedBy | None:
-    """Who labels a ticket: the classifier alone when sure enough, else the mix, else nobody
-    (None: escalate). `clf_conf` and `mix_conf` are the top probabilities of each."""
+def decide(
+    clf_conf: float, mix_conf: float, policy: Policy, scope: float | None = None
+) -> DecidedBy | None:
+    """Who labels a ticket: nobody when it is out of scope, else the classifier alone when sure
+    enough, else the mix, else nobody (None: escalate). `clf_conf` and `mix_conf` are the top
+    probabilities of each, `scope` the ticket's `scope_score` (None: no neighbours to judge by).
+    """
+    if in_scope(scope, policy.scope_threshold) is False:
+        return None
     if clf_conf >= policy.classifier_threshold:
         return "classifier"
     if mix_conf >= policy.retrieval_threshold:
@@ -142,14 +159,27 @@ def decide_all(
     mix_conf: np.ndarray,
     classifier_threshold: np.ndarray | float,
     retrieval_threshold: np.ndarray | float,
+    scope: np.ndarray | None = None,
+    scope_threshold: np.ndarray | float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`decide` over arrays that broadcast together (tuning tries grids of thresholds at once).
 
-    Returns two masks: decided by the classifier, decided by the mix; where neither, escalate.
+    `scope` holds NaN where a ticket had no score. Returns two masks: decided by the
+    classifier, decided by the mix; where neither, escalate.
     """
-    by_classifier = clf_conf >= classifier_threshold
-    by_mix = ~by_classifier & (mix_conf >= retrieval_threshold)
+    ok = np.asarray(True)
+    if scope is not None and scope_threshold is not None:
+        ok = ~(scope < scope_threshold)  # NaN compares False: no score, not flagged
+    by_classifier = ok & (clf_conf >= classifier_threshold)
+    by_mix = ok & ~by_classifier & (mix_conf >= retrieval_threshold)
     return by_classifier, by_mix
+
+
+def in_scope(scope: float | None, threshold: float | None) -> bool | None:
+    """False when the score is under the threshold; None when there is nothing to compare."""
+    if scope is None or threshold is None or math.isnan(scope):
+        return None
+    return not scope < threshold
 
 
 def first_pass(
@@ -185,9 +215,11 @@ def first_pass(
             task.labels,
             temperature=policy.vote_temperature,
             human_weight=policy.human_weight,
+            model_weight=policy.model_weight,
         )
         mixed = mix(clf, vote, policy.classifier_weight)
         clf_top, mixed_top = int(clf.argmax()), int(mixed.argmax())
+        scope = scope_score(found[i], names[clf_top], task.labels)
         trace = [
             StageTrace(
                 stage="classifier",
@@ -204,17 +236,24 @@ def first_pass(
                 detail={"neighbours": len(found[i]), "batch_ms": round(ret_ms, 2)},
             ),
         ]
-        decided_by = decide(float(clf[clf_top]), float(mixed[mixed_top]), policy)
+        decided_by = decide(float(clf[clf_top]), float(mixed[mixed_top]), policy, scope)
         # The classifier's label when it decides; else the mix's, decided or suggested.
         top, probs_of = (clf_top, clf) if decided_by == "classifier" else (mixed_top, mixed)
         label, confidence = names[top], float(probs_of[top])
+        unlike = (
+            out_of_scope_reason(names[clf_top], scope, policy.scope_threshold)
+            if in_scope(scope, policy.scope_threshold) is False
+            else None
+        )
+        detail: dict[str, Any] = {
+            "decision": "out_of_scope" if unlike else decided_by or "escalate",
+            "top": top_labels(probs_of, names),
+        }
+        if scope is not None:
+            detail["scope"] = scope
         trace.append(
             StageTrace(
-                stage="cascade",
-                label=label,
-                confidence=confidence,
-                latency_ms=0.0,
-                detail={"decision": decided_by or "escalate", "top": top_labels(probs_of, names)},
+                stage="cascade", label=label, confidence=confidence, latency_ms=0.0, detail=detail
             )
         )
         out.append(
@@ -227,9 +266,18 @@ def first_pass(
                 trace=trace,
                 versions={"adapter": task.version, **(versions or {})},
                 vector=pack(vectors[i]),
+                out_of_scope=unlike,
             )
         )
     return out
+
+
+def out_of_scope_reason(label: str, scope: float | None, threshold: float | None) -> str:
+    """Why a ticket went to review as out of scope (the result's reason, for people)."""
+    return (
+        f"out of scope: the nearest {label!r} ticket is at similarity {scope:.2f}, under the "
+        f"tuned {threshold:.2f}; the ticket may be of a kind the label set does not know"
+    )
 
 
 def top_labels(
@@ -256,7 +304,8 @@ def escalate(
     `FrontierUnavailable` (retryable) propagates so the caller can retry with backoff and call
     `review_after_retries` after its last try. Everything else ends in a result.
     """
-    if frontier is None:
+    if frontier is None or first.out_of_scope:
+        # The frontier must answer with one of the labels: none is right out of scope.
         return review_without_frontier(first, enqueued_at=enqueued_at)
     try:
         if budget is not None:
@@ -311,9 +360,9 @@ def escalate(
 
 
 def review_without_frontier(first: FirstPass, *, enqueued_at: str | None = None) -> TriageResult:
-    """An unsure ticket to human review because no frontier is configured (as `escalate` does
-    with none: a worker that knows so can skip the escalate task)."""
-    return give_up(first, NO_FRONTIER, enqueued_at=enqueued_at)
+    """An unsure ticket to human review because no frontier is configured, or it is out of scope
+    (as `escalate` does: a worker that knows so can skip the escalate task)."""
+    return give_up(first, first.out_of_scope or NO_FRONTIER, enqueued_at=enqueued_at)
 
 
 def review_after_retries(

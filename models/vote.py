@@ -1,4 +1,5 @@
-"""The neighbour vote: a label distribution from the nearest labelled tickets.
+"""The neighbour vote: a label distribution from the nearest labelled tickets, and how well they
+cover a ticket at all (`scope_score`, the out-of-scope measure).
 
 How it mixes with the classifier, and who then decides, is the cascade's rule (`models.cascade`).
 """
@@ -14,21 +15,40 @@ from producer.schemas import Neighbour
 
 
 def neighbour_vote(
-    neighbours: Sequence[Neighbour], labels: LabelSet, *, temperature: float, human_weight: float
+    neighbours: Sequence[Neighbour],
+    labels: LabelSet,
+    *,
+    temperature: float,
+    human_weight: float,
+    model_weight: float = 1.0,
 ) -> np.ndarray | None:
     """Similarity-weighted label distribution of the neighbours; None when none is usable.
 
     Weights are a softmax over cosine similarities (a small temperature lets the closest tickets
-    dominate); a human-confirmed neighbour counts `human_weight` times.
+    dominate); a human-confirmed neighbour counts `human_weight` times, a model-written one
+    `model_weight` times (0: the cascade's own labels never vote).
     """
-    usable = [n for n in neighbours if n.label in labels]
+    usable = [
+        n for n in neighbours if n.label in labels and (n.set_by == "human" or model_weight > 0)
+    ]
     if not usable:
         return None
     scores = np.array([n.score for n in usable], dtype=np.float64) / temperature
     weights = np.exp(scores - scores.max())
-    weights *= np.array([human_weight if n.set_by == "human" else 1.0 for n in usable])
+    weights *= np.array([human_weight if n.set_by == "human" else model_weight for n in usable])
     vote = np.zeros(len(labels), dtype=np.float64)
     for n, w in zip(usable, weights, strict=True):
         vote[labels.index[n.label]] += w
     normalised: np.ndarray = vote / vote.sum()
     return normalised
+
+
+def scope_score(neighbours: Sequence[Neighbour], label: str, labels: LabelSet) -> float | None:
+    """How well the labelled tickets cover a ticket the classifier calls `label`: the cosine
+    similarity of the nearest neighbour with that label (0 when none of the neighbours has it);
+    None when no neighbour is usable (an empty index: nothing to judge by).
+    """
+    usable = [n for n in neighbours if n.label in labels]
+    if not usable:
+        return None
+    return max((n.score for n in usable if n.label == label), default=0.0)

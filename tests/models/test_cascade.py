@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,7 +26,7 @@ from models.cascade import (
 )
 from models.frontier import FrontierAnswer
 from models.vectors import unpack
-from models.vote import neighbour_vote
+from models.vote import neighbour_vote, scope_score
 from producer import LabelSet, Neighbour, Ticket
 from producer.errors import BudgetExceeded, FrontierRefused
 
@@ -190,18 +191,65 @@ confidences = st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 0.5, 0.8, 0.9
 thresholds = st.one_of(confidences, st.just(NEVER))
 
 
+scopes = st.one_of(confidences, st.just(math.nan))
+
+
 @given(
-    tickets=st.lists(st.tuples(confidences, confidences), min_size=1, max_size=30),
-    pairs=st.lists(st.tuples(thresholds, thresholds), min_size=1, max_size=6),
+    tickets=st.lists(st.tuples(confidences, confidences, scopes), min_size=1, max_size=30),
+    pairs=st.lists(
+        st.tuples(thresholds, thresholds, st.one_of(st.none(), confidences)),
+        min_size=1,
+        max_size=6,
+    ),
 )
 def test_decide_all_is_decide_over_a_grid_of_thresholds(
-    tickets: list[tuple[float, float]], pairs: list[tuple[float, float]]
+    tickets: list[tuple[float, float, float]], pairs: list[tuple[float, float, float | None]]
 ) -> None:
-    clf, mixed = (np.array(column) for column in zip(*tickets, strict=True))
-    grid_c, grid_m = (np.array(column)[:, None] for column in zip(*pairs, strict=True))
-    by_clf, by_mix = decide_all(clf, mixed, grid_c, grid_m)
-    for j, (classifier, retrieval) in enumerate(pairs):
-        policy = Policy(classifier_threshold=classifier, retrieval_threshold=retrieval)
-        decided = [decide(c, m, policy) for c, m in tickets]
+    clf, mixed, scope = (np.array(column) for column in zip(*tickets, strict=True))
+    grid_c, grid_m = (np.array(column)[:, None] for column in list(zip(*pairs, strict=True))[:2])
+    for j, (classifier, retrieval, cut) in enumerate(pairs):
+        by_clf, by_mix = decide_all(clf, mixed, grid_c, grid_m, scope, cut)
+        policy = Policy(
+            classifier_threshold=classifier, retrieval_threshold=retrieval, scope_threshold=cut
+        )
+        decided = [decide(c, m, policy, None if math.isnan(o) else o) for c, m, o in tickets]
         assert by_clf[j].tolist() == [d == "classifier" for d in decided]
         assert by_mix[j].tolist() == [d == "retrieval" for d in decided]
+
+
+def test_a_ticket_unlike_every_label_goes_to_review_not_to_the_frontier() -> None:
+    policy = Policy(classifier_threshold=0.9, retrieval_threshold=0.8, scope_threshold=0.6)
+    sure = [0.97, 0.02, 0.01]
+    near, far = [nb("a", 0.9), nb("b", 0.8)], [nb("b", 0.5), nb("a", 0.4)]
+    inside, outside, empty = run([sure, sure, sure], [near, far, []], policy)
+    assert inside.decided_by == "classifier" and inside.out_of_scope is None
+    assert empty.decided_by == "classifier"  # no neighbours: nothing to judge by
+    assert outside.needs_escalation and outside.label == "a"
+    assert outside.out_of_scope and "out of scope" in outside.out_of_scope
+    cascade = outside.trace[-1].detail
+    assert cascade["decision"] == "out_of_scope" and cascade["scope"] == pytest.approx(0.4)
+    frontier = Frontier("a")
+    result = escalate(outside, labels=LABELS, frontier=frontier, budget=None, policy=policy)
+    assert frontier.calls == 0  # its answer must be a label: none is right here
+    assert result.status == "needs_review" and result.reason == outside.out_of_scope
+    assert review_without_frontier(outside).reason == outside.out_of_scope
+    assert FirstPass.model_validate(outside.model_dump(mode="json")).out_of_scope
+    unchecked = run([sure], [far], policy.model_copy(update={"scope_threshold": None}))
+    assert unchecked[0].decided_by == "classifier"  # a policy tuned before the check
+
+
+def test_the_model_weight_keeps_the_cascades_own_labels_from_outvoting_people() -> None:
+    neighbours = [nb("a", 0.9), nb("a", 0.9), nb("b", 0.8, "human")]
+    as_before = neighbour_vote(neighbours, LABELS, temperature=0.05, human_weight=2.0)
+    people = neighbour_vote(
+        neighbours, LABELS, temperature=0.05, human_weight=2.0, model_weight=0.0
+    )
+    assert as_before is not None and as_before.argmax() == LABELS.index["a"]
+    assert people is not None and people[LABELS.index["b"]] == 1.0
+    only_models = [nb("a", 0.9)]
+    assert (
+        neighbour_vote(only_models, LABELS, temperature=0.05, human_weight=2.0, model_weight=0.0)
+        is None
+    )
+    assert scope_score(neighbours, "b", LABELS) == pytest.approx(0.8)
+    assert scope_score(neighbours, "c", LABELS) == 0.0 and scope_score([], "a", LABELS) is None

@@ -15,7 +15,7 @@ from models.data import LabelledText
 from models.evaluation import ConfigRun, Harness, Outcome
 from models.report import Report
 from models.settings import ModelSettings
-from models.tuning import Signals, TuneTarget, choose, tune, wilson_lower
+from models.tuning import Signals, TuneTarget, Unreachable, choose, tune, wilson_lower
 from producer import LabelSet, Neighbour
 from producer.errors import FrontierUnavailable
 
@@ -35,6 +35,11 @@ def apply(t, s: Signals) -> tuple[float, float]:
     auto = by_clf | (s.mix_conf >= t.retrieval)
     ok = auto & np.where(by_clf, s.clf_ok, s.mix_ok)
     return float(auto.mean()), float(ok.sum() / max(1, auto.sum()))
+
+
+def test_too_few_held_out_tickets_to_show_the_target_is_an_error():
+    with pytest.raises(Unreachable, match=r"no thresholds reach precision 0\.99"):
+        tune_on(400, TuneTarget(precision=0.99, classifier_weights=(0.5,)))
 
 
 def test_thresholds_hit_the_precision_target_on_held_out_tickets():
@@ -91,10 +96,10 @@ def test_tune_target_checks(kwargs):
         TuneTarget(**kwargs)
 
 
-def test_tune_runs_the_first_pass_and_prefers_the_mix_that_helps():
-    """The classifier is unsure and half wrong; the neighbours are right: the mix must win."""
+def tune_on(n: int, target: TuneTarget):
+    """The classifier is unsure and half wrong; the neighbours are right."""
     rng = np.random.default_rng(0)
-    truth = [LABELS.names[i % 4] for i in range(400)]
+    truth = [LABELS.names[i % 4] for i in range(n)]
     examples = [LabelledText(f"ticket {i}", t) for i, t in enumerate(truth)]
     probs = {}
     for ex in examples:
@@ -113,19 +118,31 @@ def test_tune_runs_the_first_pass_and_prefers_the_mix_that_helps():
             for _, i in exclude
         ]
 
-    report = tune(
+    return tune(
         examples,
         task=TaskModels(LABELS, lambda texts: np.stack([probs[t] for t in texts]), "x@1"),
         embed=lambda texts: np.ones((len(texts), 2), dtype=np.float32),
         search=search,
         base=Policy(),
-        target=TuneTarget(precision=0.99, classifier_weights=(0.5, 1.0)),
+        target=target,
     )
+
+
+def test_tune_runs_the_first_pass_and_prefers_the_mix_that_helps():
+    """The classifier is unsure and half wrong; the neighbours are right: the mix must win."""
+    report = tune_on(400, TuneTarget(precision=0.95, classifier_weights=(0.5, 1.0)))
     assert report.policy.classifier_weight == 0.5
     assert report.accuracy == 1.0 and report.cv_coverage > 0.9
-    assert report.classifier_alone.coverage == 0.0  # 50% right: nothing reaches 99%
-    assert report.retrieval_alone.precision > 0.99
+    assert report.certified is not None and report.certified.coverage > 0.9
+    assert report.certified.lower >= 0.95 and report.certified.tickets == 200
+    assert report.classifier_alone.coverage == 0.0  # 50% right: nothing reaches 95%
+    assert report.retrieval_alone.precision > 0.95
     assert {c["classifier_weight"] for c in report.candidates} == {0.5, 1.0}
+    summary = json.loads(json.dumps(report.summary()))
+    assert summary["test"]["lower"] == report.certified.lower
+    # Half the tickets' classifier label has no neighbour at all (score 0): the conformal
+    # cut at 5% sits at 0 and flags nothing.
+    assert report.policy.scope_threshold == 0.0 and summary["out_of_scope"]["flagged_test"] == 0
 
 
 def test_temperature_and_isotonic_lower_the_ece_of_an_overconfident_model():
@@ -182,7 +199,8 @@ def test_report_has_every_figure_and_renders_its_plots():
     assert volume["frontier_measured"] is False and volume["break_even_fine-tune"] is None
 
     page = report.html()
-    assert page.count("<svg") == 3 and page.count("class='plot'") == 3
+    # A reliability diagram per configuration run, the risk-coverage curve, per-label F1.
+    assert page.count("<svg") == 4 and page.count("class='plot'") == 4
     for title in ("Reliability diagram", "Risk-coverage curve", "Per-label F1", "Top confusions"):
         assert title in page
     assert re.search(r"<polyline points='[\d., ]+'", page)
