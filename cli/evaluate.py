@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from cli.options import DIR, FILE, fields, json_out, measured_adapter, text_fields
 
-if TYPE_CHECKING:
-    pass
+#: Widest table `_print_figures` prints: an 80-column terminal.
+TABLE_WIDTH = 80
 
 
 @click.command(name="eval")
@@ -36,6 +36,17 @@ if TYPE_CHECKING:
     help="Comma-separated.",
 )
 @click.option("--limit", type=int, default=None, help="Evaluate a spread sample of N tickets.")
+@click.option(
+    "--unknown-labels",
+    default=None,
+    metavar="L1,L2,...|SHARE",
+    help="Score as if these labels (or a random share of the label set, e.g. 0.1) did not "
+    "exist: their tickets become tickets of an unknown kind, and the report says how many "
+    "were auto-labelled.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Draws an --unknown-labels share."
+)
 @click.option(
     "--frontier-limit",
     type=int,
@@ -65,18 +76,27 @@ def evaluate(**opts: Any) -> None:
     Runs the worker's own first pass and escalation code, without a queue. Frontier
     configurations are skipped when no frontier is configured.
 
+    A ticket never finds itself or a copy of its text among its neighbours; the report says
+    how many such overlaps were left out. Without --index-data the worker's own index is
+    searched, which may hold the evaluated tickets (after `triage demo`) and labels the model
+    wrote itself: give --index-data for a clean measurement.
+
     \b
     Example:
       triage eval --data examples/banking77/test.csv \\
         --index-data examples/banking77/train.csv --volume 100000 --json eval.json
+      triage eval --data examples/banking77/test.csv \\
+        --index-data examples/banking77/train.csv --configs cascade --unknown-labels 0.13
     """
     import json
 
+    from models.classifier import LABELS_FILE
     from models.data import read_labelled
-    from models.evaluation import CONFIGS, FRONTIER_CONFIGS
+    from models.evaluation import CONFIGS, FRONTIER_CONFIGS, choose_unknown
     from models.settings import get_settings
-    from models.workbench import run_eval
+    from models.workbench import describe_index, run_eval
     from producer.errors import TriageError
+    from producer.labelset import LabelSet
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     # One "needs review" line per unsure ticket is right for the worker, noise for a report.
@@ -96,7 +116,24 @@ def evaluate(**opts: Any) -> None:
                     "(set TRIAGE_FRONTIER_PROVIDER and TRIAGE_FRONTIER_API_KEY)"
                 )
     fields = text_fields(opts["text_field"])
+    adapter: Path = opts["adapter"] or s.adapter_dir(opts["task"])
     try:
+        spec = opts["unknown_labels"]
+        labels = LabelSet.load(adapter / LABELS_FILE) if spec else None
+        unknown = choose_unknown(labels, spec, opts["seed"]) if labels else []
+        if unknown:
+            click.echo(f"left out as unknown kinds ({len(unknown)}): {', '.join(unknown)}")
+        if not opts["index_data"]:
+            click.secho(
+                f"WARNING: no --index-data: neighbours come from {describe_index(s, None, ())}.\n"
+                "  After `triage demo` it holds the training set and test tickets labelled by "
+                "the model itself. Copies of each evaluated ticket are left out of its own "
+                "search, but labels the model wrote can still flatter the figures. For a clean "
+                "measurement give --index-data with the training file.",
+                fg="yellow",
+                bold=True,
+                err=True,
+            )
         examples = read_labelled(opts["data"], fields, opts["label_field"])
         if opts["limit"] and opts["limit"] < len(examples):
             examples = examples[:: len(examples) // opts["limit"]][: opts["limit"]]
@@ -106,13 +143,14 @@ def evaluate(**opts: Any) -> None:
             else None
         )
         report = run_eval(
-            opts["adapter"] or s.adapter_dir(opts["task"]),
+            adapter,
             s,
             examples,
             index_data,
             configs=configs,
             frontier_limit=opts["frontier_limit"],
             volume=opts["volume"],
+            unknown_labels=unknown,
         )
     except (TriageError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -127,18 +165,27 @@ def evaluate(**opts: Any) -> None:
     click.echo(f"report: {out / 'report.md'}, {out / 'report.html'}")
 
 
-def _print_figures(figures: dict[str, Any]) -> None:
+def _print_figures(figures: dict[str, Any], console: Any = None) -> None:
+    """The report's tables (`models.report.tables`), the overlaps left out and the index."""
     from rich.console import Console
     from rich.table import Table
 
-    from models.scores import FIGURES
+    from models.report import tables
 
-    table = Table(title="triage eval")
-    table.add_column("configuration")
-    for key in FIGURES:
-        table.add_column(key, justify="right")
-    for name, m in figures["configs"].items():
-        table.add_row(
-            name, *(f"{m[k]:.4f}" if k != "cost_per_1k" else f"${m[k]:.4f}" for k in FIGURES)
+    console = console or Console(width=min(Console().width, TABLE_WIDTH))
+    for t in tables(figures):
+        table = Table(title=t.title, title_justify="left")
+        for i, heading in enumerate(t.headings):
+            table.add_column(heading, justify="left" if i == 0 else "right", no_wrap=True)
+        for row in t.rows:
+            table.add_row(*row)
+        console.print(table)
+    meta = figures.get("meta", {})
+    if "overlaps_excluded" in meta:
+        c = meta["overlaps_excluded"]
+        console.print(
+            f"overlaps left out of the neighbours: {c['copies']:,} copies of the ticket's own "
+            f"text and {c['own']:,} own points, in {c['tickets']:,} tickets"
         )
-    Console().print(table)
+    if "index" in meta:
+        console.print(f"index: {meta['index']}")

@@ -9,12 +9,15 @@ use:
 - ``retrieval``: the neighbour vote alone (classifier weight 0);
 - ``fine-tune``: the classifier alone (classifier weight 1, no retrieval);
 - ``cascade``: the whole first pass with the tuned policy, unsure tickets escalated.
+
+Labels can be left out (`leave_out`): the models then run as if they did not exist, and their
+tickets stand in for tickets of a kind the label set does not know (`models.scores`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +36,8 @@ from models.cascade import (
 )
 from models.data import LabelledText
 from models.frontier import FrontierClient
+from models.overlap import Overlaps
+from models.progress import progress
 from models.scores import summarise
 from producer.errors import RetryableError
 from producer.labelset import LabelSet
@@ -62,9 +67,11 @@ class ConfigRun:
     outcomes: list[Outcome] = field(default_factory=list)
     skipped: str | None = None
 
-    def metrics(self, labels: LabelSet, usd_per_hour: float) -> dict[str, Any]:
+    def metrics(
+        self, labels: LabelSet, usd_per_hour: float, unknown: Collection[str] = ()
+    ) -> dict[str, Any]:
         """The figures of `models.scores.summarise` for this configuration."""
-        return summarise(self.outcomes, labels, usd_per_hour)
+        return summarise(self.outcomes, labels, usd_per_hour, unknown)
 
 
 @dataclass
@@ -85,6 +92,8 @@ class Harness:
     #: Thresholds of the single-model configurations (``fine-tune``, ``retrieval``).
     classifier_alone_threshold: float | None = None
     retrieval_alone_threshold: float | None = None
+    #: Progress lines (a bar on a terminal) per batch of each configuration.
+    progress: bool = True
 
     def run(self, name: str, examples: Sequence[LabelledText]) -> ConfigRun:
         """Run one configuration over `examples` (labels are only read to score)."""
@@ -95,6 +104,8 @@ class Harness:
             for i, ex in enumerate(examples)
         ]
         truths = [ex.label for ex in examples]
+        if isinstance(self.search, Overlaps):  # it leaves out copies of these tickets' texts
+            self.search.know(tickets)
         if name in FRONTIER_CONFIGS:
             if self.frontier is None:
                 return ConfigRun(name, skipped="no frontier configured (TRIAGE_FRONTIER_PROVIDER)")
@@ -106,16 +117,20 @@ class Harness:
     ) -> list[Outcome]:
         policy, task, embed, search = self._variant(name)
         firsts: list[FirstPass] = []
-        for start in range(0, len(tickets), self.batch_size):
-            firsts += first_pass(
-                tickets[start : start + self.batch_size],
-                task=task,
-                embed=embed,
-                search=search,
-                policy=policy,
-            )
+        with progress(name, len(tickets), enabled=self.progress) as step:
+            for start in range(0, len(tickets), self.batch_size):
+                firsts += first_pass(
+                    tickets[start : start + self.batch_size],
+                    task=task,
+                    embed=embed,
+                    search=search,
+                    policy=policy,
+                )
+                step.advance(min(self.batch_size, len(tickets) - start))
         unsure = [fp for fp in firsts if fp.needs_escalation]
-        escalated = dict(zip((id(fp) for fp in unsure), self._escalate_all(unsure), strict=True))
+        escalated = dict(
+            zip((id(fp) for fp in unsure), self._escalate_all(unsure, name), strict=True)
+        )
         out = []
         for fp, truth in zip(firsts, truths, strict=True):
             batch_ms = sum(float(s.detail.get("batch_ms", 0.0)) for s in fp.trace)
@@ -145,6 +160,7 @@ class Harness:
 
     def _frontier_only(self, tickets: list[Ticket], truths: list[str], rag: bool) -> list[Outcome]:
         firsts: list[tuple[FirstPass, float]] = []
+        name = "frontier+rag" if rag else "frontier"
         for start in range(0, len(tickets), self.batch_size):
             batch = tickets[start : start + self.batch_size]
             started = time.perf_counter()
@@ -167,13 +183,13 @@ class Harness:
                     neighbours=neighbours,
                 )
                 firsts.append((first, share_ms))
-        results = self._escalate_all([fp for fp, _ in firsts])
+        results = self._escalate_all([fp for fp, _ in firsts], name)
         return [
             _outcome(truth, result, share_ms, share_ms, True)
             for (_, share_ms), result, truth in zip(firsts, results, truths, strict=True)
         ]
 
-    def _escalate_all(self, firsts: Sequence[FirstPass]) -> list[TriageResult]:
+    def _escalate_all(self, firsts: Sequence[FirstPass], name: str) -> list[TriageResult]:
         """`escalate` each unsure ticket, concurrently as the escalate queue would."""
         if not firsts:
             return []
@@ -192,10 +208,17 @@ class Harness:
                 # The client already retried with backoff; the worker would now give up too.
                 return review_after_retries(fp, exc)
 
-        if self.frontier is None:
+        if self.frontier is None:  # each goes to review at once: nothing to wait for
             return [one(fp) for fp in firsts]
-        with ThreadPoolExecutor(max_workers=self.frontier_concurrency) as pool:
-            return list(pool.map(one, firsts))
+        results = []
+        with (
+            progress(f"{name}: frontier", len(firsts), enabled=self.progress) as step,
+            ThreadPoolExecutor(max_workers=self.frontier_concurrency) as pool,
+        ):
+            for result in pool.map(one, firsts):
+                results.append(result)
+                step.advance()
+        return results
 
 
 def cached(
@@ -237,3 +260,27 @@ def _no_search(
     vectors: np.ndarray, k: int, exclude: Sequence[tuple[str, str]]
 ) -> list[list[Neighbour]]:
     return [[] for _ in range(len(vectors))]
+
+
+def choose_unknown(labels: LabelSet, spec: str, seed: int = 0) -> list[str]:
+    """The labels `triage eval --unknown-labels` leaves out: names (``a,b``), or a share of the
+    label set (``0.1``) drawn with `seed`, sorted."""
+    spec = spec.strip()
+    try:
+        share = float(spec)
+    except ValueError:
+        names = sorted({n.strip() for n in spec.split(",") if n.strip()})
+        missing = [n for n in names if n not in labels]
+        if missing:
+            raise ValueError(
+                f"--unknown-labels: {', '.join(missing)} not in the label set {labels.task!r}"
+            ) from None
+    else:
+        if not 0.0 < share < 1.0:
+            raise ValueError(f"--unknown-labels {spec}: a share must be between 0 and 1")
+        n = max(1, round(share * len(labels)))
+        rng = np.random.default_rng(seed)
+        names = sorted(str(x) for x in rng.choice(labels.names, size=n, replace=False))
+    if len(labels) - len(names) < 2:
+        raise ValueError(f"--unknown-labels {spec} leaves fewer than two labels")
+    return names

@@ -1,26 +1,84 @@
 """The decision report of `triage eval`: figures per configuration, cost by volume, and plots.
 
-Markdown for the repository, HTML with inline SVG plots for people (no plotting library: four
-simple charts are a few lines of SVG each, and the page is one self-contained file), and a JSON
-dict for machines (``configs.<name>.<figure>``).
+Markdown for the repository, HTML with inline SVG plots for people (no plotting library: the
+charts are a few lines of SVG each, in `models.plots`, and the page is one self-contained
+file), and a JSON dict for machines (``configs.<name>.<figure>``). `tables` is the one layout of
+the figures (which, under what heading, how formatted) that the terminal, Markdown and HTML
+tables all print.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from models import scores
-from models.calibration import reliability
+from models import plots, scores
 from models.evaluation import ConfigRun
 from producer.labelset import LabelSet
 
-_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
+
+def _pct(digits: int) -> Callable[[Any], str]:
+    return lambda v: f"{float(v) * 100:.{digits}f}%"
+
+
+#: (figure, heading, format) of each table's columns; a heading's newline breaks it in a narrow
+#: terminal. Precisions get two decimals: a target of 99% is read to the tenth of a point.
+QUALITY = (
+    ("accuracy", "accuracy", _pct(1)),
+    ("macro_f1", "macro\nF1", _pct(1)),
+    ("ece", "ECE", _pct(1)),
+    ("coverage", "coverage", _pct(1)),
+    ("auto_precision", "auto\nprecision", _pct(2)),
+    ("escalation_rate", "escalated", _pct(1)),
+)
+UNKNOWN = (
+    ("unknown_tickets", "tickets", lambda v: f"{int(v):,}"),
+    ("unknown_auto", "auto-labelled\n(all wrong)", _pct(1)),
+    ("mixed_auto_precision", "auto precision\nof the mix", _pct(2)),
+)
+COST = (
+    ("tickets", "tickets", lambda v: f"{int(v):,}"),
+    ("cost_per_1k", "$ per 1k", lambda v: f"${float(v):.4f}"),
+    ("p50_ms", "p50 ms", lambda v: f"{float(v):.1f}"),
+    ("p95_ms", "p95 ms", lambda v: f"{float(v):.1f}"),
+)
+
+
+@dataclass(frozen=True)
+class Table:
+    title: str
+    headings: list[str]
+    rows: list[list[str]]
+
+
+def tables(figures: Mapping[str, Any]) -> list[Table]:
+    """The figures (`Report.figures`) as tables: quality, left-out labels (when some were),
+    cost and latency. Each is narrow enough for an 80-column terminal."""
+    configs: Mapping[str, Mapping[str, Any]] = figures["configs"]
+    unknown = figures.get("unknown_labels") or []
+
+    def table(title: str, columns: tuple[tuple[str, str, Callable[[Any], str]], ...]) -> Table:
+        return Table(
+            title,
+            ["configuration", *(h for _, h, _ in columns)],
+            [[name, *(f(m[k]) for k, _, f in columns)] for name, m in configs.items()],
+        )
+
+    scope = " (in-scope tickets)" if unknown else ""
+    out = [table(f"quality{scope}", QUALITY)]
+    if unknown:
+        out.append(table(f"tickets of left-out labels ({len(unknown)})", UNKNOWN))
+    wall = figures.get("meta", {}).get("wall_s", {})
+    cost = table(f"cost and latency{scope}", COST)
+    if wall:
+        cost.headings.append("wall s")
+        for row in cost.rows:
+            row.append(f"{wall[row[0]]:.0f}" if row[0] in wall else "-")
+    out.append(cost)
+    return out
 
 
 @dataclass
@@ -32,6 +90,11 @@ class Report:
     frontier_usd_per_ticket_estimate: float
     training_cost_usd: float | None = None
     volume: int | None = None
+    #: Labels evaluated as if they did not exist (`triage eval --unknown-labels`).
+    unknown_labels: tuple[str, ...] = ()
+    #: What `triage tune` expected of the policy (`workbench.operating_point`): coverage,
+    #: precision and the target; marked on the risk-coverage curve.
+    tuned: dict[str, Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
 
     def figures(self) -> dict[str, Any]:
@@ -43,6 +106,8 @@ class Report:
         out: dict[str, Any] = {
             "configs": configs,
             "skipped": {n: r.skipped for n, r in self.runs.items() if r.skipped},
+            "unknown_labels": list(self.unknown_labels),
+            "tuned": self.tuned,
             "meta": self.meta,
         }
         if self.volume is not None:
@@ -73,11 +138,16 @@ class Report:
 
     def markdown(self) -> str:
         lines = [f"# Evaluation: {self.labels.task}", ""]
-        lines += [f"- {k}: {v}" for k, v in self.meta.items()]
-        lines += ["", "| configuration | " + " | ".join(scores.FIGURES) + " |"]
-        lines.append("|---" * (len(scores.FIGURES) + 1) + "|")
-        for name, m in self._metrics().items():
-            lines.append(f"| {name} | " + " | ".join(_fmt(k, m[k]) for k in scores.FIGURES) + " |")
+        lines += [f"- {_meta(k, v)}" for k, v in self.meta.items()]
+        if self.unknown_labels:
+            lines.append(f"- left-out labels: {', '.join(self.unknown_labels)}")
+        if self.tuned:
+            lines.append(f"- tuned for: {_tuned(self.tuned)}")
+        for t in tables(self.figures()):
+            lines += ["", f"## {t.title.capitalize()}", ""]
+            lines.append("| " + " | ".join(h.replace("\n", " ") for h in t.headings) + " |")
+            lines.append("|---" + "|--:" * (len(t.headings) - 1) + "|")
+            lines += ["| " + " | ".join(row) + " |" for row in t.rows]
         for name, run in self.runs.items():
             if run.skipped:
                 lines.append(f"\n{name}: skipped ({run.skipped})")
@@ -97,51 +167,88 @@ class Report:
         main = self._main_run()
         if main is not None:
             lines += ["", f"## Top confusions ({main.name})", "", "| truth | predicted | n |"]
-            lines.append("|---|---|---|")
-            lines += [f"| {t} | {p} | {c} |" for t, p, c in scores.top_confusions(main.outcomes)]
+            lines.append("|---|---|--:|")
+            lines += [f"| {t} | {p} | {c} |" for t, p, c in scores.top_confusions(self._in(main))]
         lines += ["", "Plots: see the HTML report.", ""]
         return "\n".join(lines)
 
     def html(self) -> str:
-        runs = [r for r in self.runs.values() if r.outcomes]
+        runs = {r.name: self._in(r) for r in self.runs.values() if r.outcomes}
         main = self._main_run()
+        scope = " (in-scope tickets)" if self.unknown_labels else ""
         parts = [
             "<!doctype html><html><head><meta charset='utf-8'>",
             f"<title>triage eval: {html.escape(self.labels.task)}</title>",
-            "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
-            "text-align:right}svg{margin:1em 0}</style></head><body>",
+            "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+            "table{border-collapse:collapse;margin:.5em 0 1.5em}"
+            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+            "td:first-child,th:first-child{text-align:left}"
+            "ul.meta{font-size:.9em;color:#444}svg{margin:.5em 1em .5em 0}"
+            ".small{display:flex;flex-wrap:wrap}</style></head><body>",
             f"<h1>Evaluation: {html.escape(self.labels.task)}</h1>",
-            _table(self._metrics()),
+            "<ul class='meta'>"
+            + "".join(
+                f"<li>{html.escape(_meta(k, v))}</li>"
+                for k, v in self.meta.items()
+                if k != "policy"
+            )
+            + (
+                f"<li>left-out labels: {html.escape(', '.join(self.unknown_labels))}</li>"
+                if self.unknown_labels
+                else ""
+            )
+            + (f"<li>tuned for: {html.escape(_tuned(self.tuned))}</li>" if self.tuned else "")
+            + "</ul>",
         ]
+        for t in tables(self.figures()):
+            parts += [f"<h2>{html.escape(t.title.capitalize())}</h2>", _table(t)]
         for name, run in self.runs.items():
             if run.skipped:
                 parts.append(f"<p>{html.escape(name)}: skipped ({html.escape(run.skipped)})</p>")
         if self.volume is not None:
             parts.append(f"<pre>{html.escape(json.dumps(self.cost_by_volume(), indent=2))}</pre>")
+        measured = None
+        if runs.get("cascade"):
+            m = scores.summarise(runs["cascade"], self.labels, self.usd_per_hour)
+            measured = (m["coverage"], 1.0 - m["auto_precision"])
         parts += [
-            "<h2>Reliability diagram</h2>",
-            _reliability_svg(runs),
-            "<h2>Risk-coverage curve</h2>",
-            _risk_coverage_svg(runs),
+            f"<h2>Reliability diagrams{scope}</h2>",
+            "<p>Accuracy per confidence bin (bars) against the diagonal of perfect "
+            "calibration; the number over each bar is its tickets.</p>",
+            "<div class='small'>"
+            + "".join(plots.reliability(name, o) for name, o in runs.items())
+            + "</div>",
+            f"<h2>Risk-coverage curve{scope}</h2>",
+            "<p>Error rate of the auto-labelled share when the most confident tickets go "
+            "first. ◆: the operating point <code>triage tune</code> chose (policy.json); "
+            "○: the cascade's measured coverage and error rate.</p>",
+            plots.risk_coverage(
+                {name: scores.risk_coverage(o) for name, o in runs.items()},
+                tuned=_tuned_point(self.tuned),
+                measured=measured,
+            ),
         ]
         if main is not None:
-            f1 = scores.per_label_f1(main.outcomes, self.labels)
-            parts += [f"<h2>Per-label F1 ({html.escape(main.name)})</h2>", _f1_svg(f1)]
-            rows = "".join(
-                f"<tr><td>{html.escape(t)}</td><td>{html.escape(p)}</td><td>{c}</td></tr>"
-                for t, p, c in scores.top_confusions(main.outcomes)
-            )
+            f1 = scores.per_label_f1(self._in(main), self.labels)
+            parts += [
+                f"<h2>Per-label F1 ({html.escape(main.name)}){scope}</h2>",
+                plots.f1_bars(f1),
+            ]
+            rows = [[t, p, str(c)] for t, p, c in scores.top_confusions(self._in(main))]
             parts += [
                 f"<h2>Top confusions ({html.escape(main.name)})</h2>",
-                f"<table><tr><th>truth</th><th>predicted</th><th>n</th></tr>{rows}</table>",
+                _table(Table("", ["truth", "predicted", "n"], rows)),
             ]
         parts.append("</body></html>")
         return "\n".join(parts)
 
+    def _in(self, run: ConfigRun) -> list[Any]:
+        """`run`'s outcomes of in-scope tickets (all of them when no label was left out)."""
+        return scores.in_scope(run.outcomes, self.unknown_labels)
+
     def _metrics(self) -> dict[str, dict[str, Any]]:
         return {
-            n: r.metrics(self.labels, self.usd_per_hour)
+            n: r.metrics(self.labels, self.usd_per_hour, self.unknown_labels)
             for n, r in self.runs.items()
             if not r.skipped
         }
@@ -154,88 +261,37 @@ class Report:
         return None
 
 
-def _fmt(key: str, value: float) -> str:
-    if key.endswith("_ms"):
-        return f"{value:.1f}"
-    if key == "cost_per_1k":
-        return f"${value:.4f}"
-    return f"{value:.4f}"
+def _meta(key: str, value: Any) -> str:
+    """One line of the report's header, in words where the key is known."""
+    if key == "overlaps_excluded":
+        return (
+            f"left out of the neighbours: {value['copies']:,} copies of a ticket's own text "
+            f"and {value['own']:,} own points, in {value['tickets']:,} tickets"
+        )
+    if key == "wall_s":
+        return "time: " + ", ".join(f"{k} {v:.0f} s" for k, v in value.items())
+    if isinstance(value, dict):
+        return f"{key}: " + ", ".join(f"{k} {v}" for k, v in value.items())
+    return f"{key}: {value}"
 
 
-def _table(rows: Mapping[str, Mapping[str, Any]]) -> str:
-    head = "".join(f"<th>{k}</th>" for k in ("configuration", *scores.FIGURES))
+def _tuned(tuned: Mapping[str, Any]) -> str:
+    target = f"precision {tuned['target']:.2%}; " if "target" in tuned else ""
+    lower = f" (at least {tuned['lower']:.2%})" if "lower" in tuned else ""
+    basis = f", {tuned['basis']}" if "basis" in tuned else ""
+    return (
+        f"{target}expected {tuned['precision']:.2%} precision{lower} "
+        f"at {tuned['coverage']:.1%} coverage{basis}"
+    )
+
+
+def _tuned_point(tuned: Mapping[str, Any] | None) -> tuple[float, float] | None:
+    return (tuned["coverage"], 1.0 - tuned["precision"]) if tuned else None
+
+
+def _table(t: Table) -> str:
+    head = "".join(f"<th>{html.escape(h).replace(chr(10), '<br>')}</th>" for h in t.headings)
     body = "".join(
-        f"<tr><td>{html.escape(n)}</td>"
-        + "".join(f"<td>{_fmt(k, m[k])}</td>" for k in scores.FIGURES)
-        + "</tr>"
-        for n, m in rows.items()
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in t.rows
     )
     return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _axes(w: int, h: int, pad: int, xlabel: str, ylabel: str) -> list[str]:
-    return [
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' class='plot'>",
-        f"<line x1='{pad}' y1='{h - pad}' x2='{w - 10}' y2='{h - pad}' stroke='black'/>",
-        f"<line x1='{pad}' y1='10' x2='{pad}' y2='{h - pad}' stroke='black'/>",
-        f"<text x='{w // 2}' y='{h - 8}' text-anchor='middle' font-size='12'>{xlabel}</text>",
-        f"<text x='12' y='{h // 2}' font-size='12' transform='rotate(-90 12 {h // 2})' "
-        f"text-anchor='middle'>{ylabel}</text>",
-    ]
-
-
-def _legend(runs: list[ConfigRun], x: int) -> list[str]:
-    return [
-        f"<text x='{x}' y='{24 + 16 * i}' font-size='12' fill='{_COLOURS[i % 5]}'>"
-        f"{html.escape(r.name)}</text>"
-        for i, r in enumerate(runs)
-    ]
-
-
-def _reliability_svg(runs: list[ConfigRun], w: int = 420, h: int = 360, pad: int = 40) -> str:
-    """Accuracy against mean confidence per bin; the diagonal is perfect calibration."""
-    sx, sy = w - pad - 10, h - pad - 10
-    out = _axes(w, h, pad, "confidence", "accuracy")
-    out.append(
-        f"<line x1='{pad}' y1='{h - pad}' x2='{pad + sx}' y2='{h - pad - sy}' "
-        "stroke='#999' stroke-dasharray='4'/>"
-    )
-    for i, run in enumerate(runs):
-        conf = np.array([o.confidence for o in run.outcomes])
-        ok = np.array([o.label == o.truth for o in run.outcomes])
-        bins, _ = reliability(conf, ok)
-        pts = " ".join(f"{pad + c * sx:.1f},{h - pad - a * sy:.1f}" for c, a, _ in bins)
-        out.append(f"<polyline points='{pts}' fill='none' stroke='{_COLOURS[i % 5]}'/>")
-    return "".join([*out, *_legend(runs, pad + 10), "</svg>"])
-
-
-def _risk_coverage_svg(runs: list[ConfigRun], w: int = 420, h: int = 360, pad: int = 40) -> str:
-    """Error rate of the auto-labelled share when the most confident go first."""
-    sx, sy = w - pad - 10, h - pad - 10
-    curves = {r.name: scores.risk_coverage(r.outcomes) for r in runs}
-    top = max([risk for c in curves.values() for _, risk in c] + [0.01])
-    out = _axes(w, h, pad, "coverage", f"error rate (max {top:.3f})")
-    for i, run in enumerate(runs):
-        pts = " ".join(
-            f"{pad + c * sx:.1f},{h - pad - r / top * sy:.1f}" for c, r in curves[run.name]
-        )
-        out.append(f"<polyline points='{pts}' fill='none' stroke='{_COLOURS[i % 5]}'/>")
-    return "".join([*out, *_legend(runs, pad + 10), "</svg>"])
-
-
-def _f1_svg(f1: Mapping[str, float], w: int = 700, row: int = 14) -> str:
-    """One bar per label, worst first."""
-    items = sorted(f1.items(), key=lambda kv: kv[1])
-    h, left = row * len(items) + 20, 260
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{w}' height='{h}' class='plot'>"]
-    for i, (name, value) in enumerate(items):
-        y = 10 + i * row
-        out.append(
-            f"<text x='{left - 6}' y='{y + row - 4}' font-size='11' text-anchor='end'>"
-            f"{html.escape(name)}</text>"
-            f"<rect x='{left}' y='{y}' width='{value * (w - left - 50):.1f}' height='{row - 3}' "
-            f"fill='{_COLOURS[0]}'/>"
-            f"<text x='{left + value * (w - left - 50) + 4:.1f}' y='{y + row - 4}' "
-            f"font-size='10'>{value:.2f}</text>"
-        )
-    return "".join([*out, "</svg>"])

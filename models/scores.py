@@ -1,14 +1,17 @@
 """Figures of one evaluated configuration: quality, selectivity, cost and latency.
 
 Everything is computed from per-ticket outcomes (truth, label, confidence, auto-labelled or not),
-so every configuration, classifier or frontier, is scored by the same lines.
+so every configuration, classifier or frontier, is scored by the same lines. Tickets of labels
+left out of scope (`triage eval --unknown-labels`) stand for tickets of an unknown kind: the
+figures are those of the in-scope tickets, and `UNKNOWN_FIGURES` say how the others fared (any
+label given to one of them is wrong).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Collection, Sequence
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -27,6 +30,9 @@ FIGURES = (
     "p50_ms",
     "p95_ms",
 )
+#: Keys added when labels were left out: the share of their tickets auto-labelled (each one a
+#: mistake), and the precision of every auto label of the mixed queue.
+UNKNOWN_FIGURES = ("unknown_tickets", "unknown_auto", "mixed_auto_precision")
 
 
 class Scored(Protocol):
@@ -48,8 +54,38 @@ class Scored(Protocol):
     def cost_usd(self) -> float: ...
 
 
-def summarise(outcomes: Sequence[Scored], labels: LabelSet, usd_per_hour: float) -> dict[str, Any]:
-    """The `FIGURES` of one configuration, plus the ticket count."""
+S = TypeVar("S", bound=Scored)
+
+
+def summarise(
+    outcomes: Sequence[Scored],
+    labels: LabelSet,
+    usd_per_hour: float,
+    unknown: Collection[str] = (),
+) -> dict[str, Any]:
+    """The `FIGURES` of one configuration's in-scope tickets, plus their count; with `unknown`
+    labels, the `UNKNOWN_FIGURES` too."""
+    if not unknown:
+        return _figures(outcomes, labels, usd_per_hour)
+    inside = in_scope(outcomes, unknown)
+    outside = [o for o in outcomes if o.truth in unknown]
+    auto = [o for o in outcomes if o.auto]
+    return {
+        **_figures(inside, labels, usd_per_hour),
+        "unknown_tickets": len(outside),
+        "unknown_auto": float(np.mean([o.auto for o in outside])) if outside else 0.0,
+        "mixed_auto_precision": (
+            float(np.mean([o.label == o.truth for o in auto])) if auto else 0.0
+        ),
+    }
+
+
+def in_scope(outcomes: Sequence[S], unknown: Collection[str]) -> list[S]:
+    """The outcomes of tickets whose label was not left out."""
+    return [o for o in outcomes if o.truth not in unknown]
+
+
+def _figures(outcomes: Sequence[Scored], labels: LabelSet, usd_per_hour: float) -> dict[str, Any]:
     if not outcomes:
         return {"tickets": 0, **dict.fromkeys(FIGURES, 0.0)}
     correct = np.array([o.label == o.truth for o in outcomes])

@@ -2,15 +2,17 @@
 
 Loads the adapter and the embedder through `models.assembly`, as `worker.resources` does (same
 device, batching and merged adapter), and gives the first pass a ticket index: an in-memory one
-built from a labelled file (reproducible, and a held-out ticket can be kept out of it), or the
-configured one the worker uses.
+built from a labelled file (reproducible), or the configured one the worker uses. Either way the
+search is `models.overlap.Overlaps`: a scored ticket never finds itself or a copy of its text
+among its neighbours, and the count of what it left out goes into the reports.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Collection, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from models import novelty
 from models.assembly import (
     classifier_models,
     index_search,
@@ -33,6 +36,8 @@ from models.evaluation import CONFIGS, FRONTIER_CONFIGS, ConfigRun, Harness, cac
 from models.frontier import build_frontier_client
 from models.frontier.prompt import build_prompt
 from models.index import SNIPPET_CHARS, IndexedTicket, TicketIndex
+from models.overlap import Overlaps, normalise
+from models.progress import progress
 from models.report import Report
 from models.settings import ModelSettings
 from models.training import HELDOUT_FILE
@@ -53,8 +58,11 @@ class Loaded:
     classifier: Classifier
     embedder: Embedder
     index: TicketIndex
+    #: The first pass's search: `overlaps`, which leaves out each known ticket's own point and
+    #: copies of its text, and counts them (`Overlaps.counts`).
     search: Search
     policy: Policy
+    overlaps: Overlaps
 
 
 def load(
@@ -63,14 +71,16 @@ def load(
     index_data: Sequence[LabelledText] | None,
     *,
     tuning: Sequence[LabelledText] = (),
+    hidden_labels: Collection[str] = (),
 ) -> Loaded:
     """The adapter, embedder, index and policy; the index from `index_data` when given.
 
     `tuning` tickets are indexed under their tuning ids (`tuning_ticket`), each in place of its
-    copy in `index_data`: a tuning ticket's search leaves itself out and sees every other
-    labelled ticket, as a served ticket sees the whole index. (Left out of the index, the vote
-    was weaker in tuning than in serving, and thresholds tuned on it let more through when
-    served: on Banking77, 77.5% coverage tuned, 79.3% at a lower precision on the test set.)
+    copy in `index_data`: a tuning ticket's search leaves itself (and any copy of its text) out
+    and sees every other labelled ticket, as a served ticket sees the whole index. (Left out of
+    the index, the vote was weaker in tuning than in serving, and thresholds tuned on it let
+    more through when served: on Banking77, 77.5% coverage tuned, 79.3% at a lower precision
+    on the test set.) Tickets of `hidden_labels` are never neighbours (nor indexed).
     """
     clf = load_classifier(adapter_dir, settings)
     embedder = load_embedder(settings)
@@ -78,10 +88,11 @@ def load(
     if index_data is None:  # the worker's own index (local mode: the worker must not be running)
         index = open_index(settings)
     else:
-        index = labelled_index(task, embedder, index_data, tuning)
-    return Loaded(
-        clf, embedder, index, index_search(index, task), load_policy(adapter_dir, settings)
-    )
+        kept = [r for r in index_data if r.label not in hidden_labels]
+        index = labelled_index(task, embedder, kept, tuning)
+    overlaps = Overlaps(index_search(index, task), hidden_labels)
+    overlaps.know(tuning_ticket(i, ex.text) for i, ex in enumerate(tuning))
+    return Loaded(clf, embedder, index, overlaps, load_policy(adapter_dir, settings), overlaps)
 
 
 def labelled_index(
@@ -92,19 +103,21 @@ def labelled_index(
 ) -> TicketIndex:
     """An in-memory index (this run only) of `index_data` and the `tuning` tickets (see `load`)."""
     index = TicketIndex()
-    skip = {ex.text for ex in tuning}
+    skip = {normalise(ex.text) for ex in tuning}
     rows = [
         IndexedTicket(f"row-{i}", "index-data", r.label, r.text, "human")
         for i, r in enumerate(index_data)
-        if r.text not in skip
+        if normalise(r.text) not in skip
     ]
     rows += [
         IndexedTicket(t.id, t.source, ex.label, ex.text, "human")
         for t, ex in ((tuning_ticket(i, ex.text), ex) for i, ex in enumerate(tuning))
     ]
-    for start in range(0, len(rows), 512):
-        chunk = rows[start : start + 512]
-        index.upsert(task, chunk, embedder.embed([r.text for r in chunk]))
+    with progress("indexing", len(rows)) as step:
+        for start in range(0, len(rows), 512):
+            chunk = rows[start : start + 512]
+            index.upsert(task, chunk, embedder.embed([r.text for r in chunk]))
+            step.advance(len(chunk))
     log.info(
         "indexed %d labelled tickets%s",
         len(rows),
@@ -158,24 +171,36 @@ def run_eval(
     configs: Sequence[str] = CONFIGS,
     frontier_limit: int | None = 200,
     volume: int | None = None,
+    unknown_labels: Collection[str] = (),
 ) -> Report:
-    """Every configuration over `examples`, with the worker's code and the tuned policy."""
+    """Every configuration over `examples`, with the worker's code and the tuned policy.
+
+    With `unknown_labels`, the models and the index run as if those labels did not exist
+    (`models.novelty.leave_labels_out`); their tickets stay among `examples` as tickets of a
+    kind the label set does not know, and the report says how many were auto-labelled.
+    """
     frontier = build_frontier_client(settings) if settings.frontier_enabled else None
+    hidden = frozenset(unknown_labels)
     with ExitStack() as stack:
-        m = load(adapter_dir, settings, index_data)
+        m = load(adapter_dir, settings, index_data, hidden_labels=hidden)
         stack.callback(m.index.close)
         if frontier is not None:
             stack.callback(frontier.close)
-        labels = m.classifier.labels
+        task = classifier_models(m.classifier)
+        if hidden:  # the search (`m.overlaps`) already leaves their tickets out
+            task, _ = novelty.leave_labels_out(task, m.search, hidden)
+        labels = task.labels
         tuning = _tuning(adapter_dir)
         harness = Harness(
             labels=labels,
-            classifier=classifier_models(m.classifier),
+            classifier=task,
             embed=m.embedder.embed,
             search=m.search,
             policy=m.policy,
             frontier=frontier,
-            few_shot=_few_shot(index_data or [], settings.frontier_examples),
+            few_shot=_few_shot(
+                [r for r in index_data or [] if r.label not in hidden], settings.frontier_examples
+            ),
             frontier_examples=settings.frontier_examples,
             frontier_concurrency=settings.frontier_concurrency,
             batch_size=settings.batch_size,
@@ -183,13 +208,19 @@ def run_eval(
             retrieval_alone_threshold=tuning.get("retrieval_alone", {}).get("retrieval"),
         )
         runs: dict[str, ConfigRun] = {}
-        for name in configs:
+        wall_s: dict[str, float] = {}
+        for n, name in enumerate(configs, 1):
+            if name in FRONTIER_CONFIGS and frontier is None:
+                runs[name] = harness.run(name, [])  # skipped, with its reason (the CLI said so)
+                continue
             sample = examples
             if name in FRONTIER_CONFIGS and frontier_limit and len(examples) > frontier_limit:
                 # Frontier calls cost money and seconds each: a spread sample is enough.
                 sample = examples[:: len(examples) // frontier_limit][:frontier_limit]
-            log.info("evaluating %s on %d tickets", name, len(sample))
+            log.info("configuration %d of %d: %s on %d tickets", n, len(configs), name, len(sample))
+            started = time.monotonic()
             runs[name] = harness.run(name, sample)
+            wall_s[name] = round(time.monotonic() - started, 1)
     meta = read_meta(adapter_dir)
     train_s = float(meta.get("train_time_s") or 0.0)
     return Report(
@@ -199,13 +230,49 @@ def run_eval(
         frontier_usd_per_ticket_estimate=estimate_frontier_cost(labels, examples, settings),
         training_cost_usd=train_s / 3600.0 * settings.gpu_usd_per_hour if train_s else None,
         volume=volume,
+        unknown_labels=tuple(sorted(hidden)),
+        tuned=operating_point(tuning),
         meta={
             "adapter": m.classifier.version,
             "base_model": m.classifier.base_model,
             "tickets": len(examples),
+            "index": describe_index(settings, index_data, hidden),
+            "overlaps_excluded": m.overlaps.counts(),
+            "wall_s": wall_s,
             "policy": m.policy.model_dump(),
         },
     )
+
+
+def describe_index(
+    settings: ModelSettings, index_data: Sequence[LabelledText] | None, hidden: Collection[str]
+) -> str:
+    """Which index the neighbours came from, for the report."""
+    if index_data is None:
+        where = settings.qdrant_url or str(settings.qdrant_path)
+        return f"the worker's index ({where}): it may hold the evaluated tickets themselves"
+    kept = sum(r.label not in hidden for r in index_data)
+    return f"in-memory, {kept:,} labelled tickets (--index-data)"
+
+
+def operating_point(tuning: dict[str, Any]) -> dict[str, Any] | None:
+    """The coverage and precision `triage tune` expects of its policy (``tuning`` in
+    policy.json): measured on its held-out test part when it certified one (with the
+    precision's lower bound), else cross-validated; None when the adapter was not tuned."""
+    test = tuning.get("test")
+    point: dict[str, Any]
+    if isinstance(test, dict) and isinstance(test.get("coverage"), int | float):
+        point = {"coverage": test["coverage"], "precision": test["precision"]}
+        point |= {"basis": "held-out test part"}
+        if isinstance(test.get("lower"), int | float):
+            point["lower"] = test["lower"]
+    elif isinstance(tuning.get("cv_coverage"), int | float):
+        point = {"coverage": tuning["cv_coverage"], "precision": tuning["cv_precision"]}
+        point |= {"basis": "cross-validated"}
+    else:
+        return None
+    target = (tuning.get("target") or {}).get("precision")
+    return point | ({"target": target} if isinstance(target, int | float) else {})
 
 
 def calibration_figures(clf: Classifier, held_out: Sequence[LabelledText]) -> dict[str, float]:

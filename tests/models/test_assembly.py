@@ -132,3 +132,64 @@ def _clear_resources() -> None:
     resources.adapter_set.cache_clear()
     resources.embedder.cache_clear()
     resources.policy.cache_clear()
+
+
+def test_eval_on_the_workers_index_never_meets_copies_written_back_there(
+    adapter: Path, configured: ModelSettings
+) -> None:
+    s = configured
+    examples = sample(BANKING / "test.csv", NAMES, 3)
+    # What `triage demo` leaves behind: the test tickets written back, labelled by the model
+    # (here wrongly), under the demo's ids, with the text's spacing and case changed.
+    wrong = {name: NAMES[(i + 1) % len(NAMES)] for i, name in enumerate(NAMES)}
+    copies = [f"  {ex.text.upper()}  " for ex in examples]
+    index = assembly.open_index(s)
+    index.upsert(
+        "category",
+        [
+            IndexedTicket(f"t-{i}", "demo", wrong[ex.label], text, "model")
+            for i, (ex, text) in enumerate(zip(examples, copies, strict=True))
+        ],
+        assembly.load_embedder(s).embed(copies),
+    )
+    index.close()
+    report = run_eval(adapter, s, examples, None, configs=("retrieval", "cascade"))
+    assert report.meta["overlaps_excluded"] == {
+        "own": 0,
+        "copies": len(examples),
+        "tickets": len(examples),
+    }
+    assert "worker's index" in report.meta["index"]
+
+    m = load(adapter, s, None)
+    try:
+        tickets = [
+            Ticket(id=f"eval-{i}", source="eval", body=ex.text, task="category")
+            for i, ex in enumerate(examples)
+        ]
+        vectors = m.embedder.embed([t.text for t in tickets])
+        keys = [(t.source, t.id) for t in tickets]
+        plain = assembly.index_search(m.index, "category")(vectors, 5, keys)
+        assert [row[0].ticket_id for row in plain] == [f"t-{i}" for i in range(len(tickets))]
+        m.overlaps.know(tickets)
+        for i, row in enumerate(m.search(vectors, 5, keys)):
+            assert len(row) == 5 and f"t-{i}" not in {n.ticket_id for n in row}
+    finally:
+        m.index.close()
+
+
+def test_eval_with_a_label_left_out_scores_its_tickets_apart(
+    adapter: Path, configured: ModelSettings
+) -> None:
+    examples = sample(BANKING / "test.csv", NAMES, 4)
+    report = run_eval(
+        adapter, configured, examples, None, configs=("cascade",), unknown_labels=["pin_blocked"]
+    )
+    run = report.runs["cascade"]
+    assert "pin_blocked" not in report.labels and len(report.labels) == len(NAMES) - 1
+    assert all(o.label != "pin_blocked" for o in run.outcomes)  # the label does not exist
+    m = report.figures()["configs"]["cascade"]
+    assert m["tickets"] == 12 and m["unknown_tickets"] == 4
+    left_out = [o for o in run.outcomes if o.truth == "pin_blocked"]
+    assert m["unknown_auto"] == pytest.approx(sum(o.auto for o in left_out) / 4)
+    assert report.figures()["unknown_labels"] == ["pin_blocked"]
