@@ -14,8 +14,9 @@ ticket's label state (`producer.names.label_key`), atomically:
 
 The decision is recorded in the revision's ``written`` hash: a retried or redelivered run sees
 the same ``kept-human-label`` or ``stale-revision``, whatever happened since. An ``apply`` is
-asked again before each target, so a result overtaken between two targets (a person labelled
-the ticket while its callback was retried) is applied in none of the targets left.
+asked again before each target that may act (`worker.writeback.path`), so a result overtaken
+between two targets (a person labelled the ticket while its callback was retried) is applied in
+none of the targets left.
 """
 
 from __future__ import annotations
@@ -35,16 +36,17 @@ _EPOCH_SHIFT_US = 10**17
 
 # One call per target step for a whole batch (`done.hold_and_check`).
 # KEYS: each ticket's lease, written hash and label state, in turn.
-# ARGV: token, lease ttl, written ttl, the target to gate ('' once the run is over), the target
-#       just done, and a JSON array with one array per ticket: its outcome of the target just
-#       done ('' when there is none to record), then, when gating: human ("1"/"0"), revision
-#       kind, revision key, created key, human label time key, labelled_by, label, revision.
-# The outcomes are recorded first, whatever else happens: their side effects have happened.
+# ARGV: token, lease ttl, written ttl, the target to gate ('' once the run is over), and a JSON
+#       array with one array per ticket: the outcomes to record (an object, target -> outcome),
+#       then, when gating: human ("1"/"0"), revision kind, revision key, created key, human
+#       label time key, labelled_by, label, revision.
+# The outcomes are recorded first, whatever else happens: their side effects have happened. A
+# target recorded before (by a run that lost its lease meanwhile) keeps its first outcome.
 # Returns per ticket {0, lease ms left, ''} when another run holds the lease, else
 # {1, done, decision}; once the run is over, nothing, and the leases still ours are released.
 # Keys are fixed-width digit strings: compared as strings, they compare as numbers.
 GATE = """
-local token, ttl, written_ttl, target, just_done = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local token, ttl, written_ttl, target = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
 local function gate(lease, written, state, t)
   local cur = redis.call('GET', lease)
@@ -78,9 +80,9 @@ local function gate(lease, written, state, t)
 end
 
 local verdicts = {}
-for i, t in ipairs(cjson.decode(ARGV[6])) do
+for i, t in ipairs(cjson.decode(ARGV[5])) do
   local lease, written = KEYS[3 * i - 2], KEYS[3 * i - 1]
-  if t[1] ~= '' then redis.call('HSET', written, just_done, t[1]) end
+  for name, outcome in pairs(t[1]) do redis.call('HSETNX', written, name, outcome) end
   if target ~= '' then
     verdicts[i] = gate(lease, written, KEYS[3 * i], t)
   elseif redis.call('GET', lease) == token then

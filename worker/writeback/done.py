@@ -34,27 +34,18 @@ class WriteInProgress(SinkUnavailable):
     """Another run is writing this ticket revision back; try again when its lease is free."""
 
 
-def hold_and_check(
-    r: redis.Redis,
-    live: list[Item],
-    name: str,
-    token: str,
-    *,
-    ran: Sequence[Item] = (),
-    ran_name: str = "",
-) -> list[Item]:
+def hold_and_check(r: redis.Redis, live: list[Item], name: str, token: str) -> list[Item]:
     """Take or renew each ticket's lease, ask whether target `name` is done for it and decide
     whether its result applies (``item.decision``, `decide.GATE`); return the tickets still to
     do. A ticket whose lease another run holds gets `WriteInProgress`. In the same call, first,
-    target `ran_name` is recorded as done for `ran` (`record`; each of them must be in `live`).
+    the targets done since the last call are recorded (``item.unrecorded``, as `record` would).
 
     One script call for the batch. Asked per target, not once: a run paused past its lease may
     find a target done since, and a result may be overtaken (a person's label, a newer
     revision) between two targets.
     """
-    verdicts = _gate(r, live, token, name, ran, ran_name)
     todo: list[Item] = []
-    for item, (held, done, answer) in zip(live, verdicts, strict=True):
+    for item, (held, done, answer) in zip(live, _gate(r, live, token, name), strict=True):
         if not held:
             item.error = WriteInProgress(
                 f"{item.lease_key} is held by another write-back run",
@@ -67,12 +58,10 @@ def hold_and_check(
     return todo
 
 
-def finish(
-    r: redis.Redis, batch: Sequence[Item], token: str, ran: Sequence[Item], name: str
-) -> None:
-    """Record target `name` as done for `ran` (the last step's) and release every lease of
-    `batch` this run holds (a lease taken by another run is left alone), in one call."""
-    _gate(r, batch, token, "", ran, name)
+def finish(r: redis.Redis, batch: Sequence[Item], token: str) -> None:
+    """Record the targets done and not recorded yet (``item.unrecorded``), and release every
+    lease of `batch` this run holds (a lease taken by another run is left alone), in one call."""
+    _gate(r, batch, token, "")
 
 
 def record(r: redis.Redis, done: list[Item], name: str) -> None:
@@ -108,46 +97,48 @@ def outcomes(r: redis.Redis, live: list[Item]) -> None:
 
 
 def release(r: redis.Redis, batch: Sequence[Item], token: str) -> None:
-    """Release every lease this run may hold (a lease taken by another run is left alone)."""
+    """`finish`, when the run ends early: a Redis error is logged, not raised (the leases
+    expire by themselves)."""
     try:
-        _gate(r, batch, token, "", (), "")
+        finish(r, batch, token)
     except redis.RedisError:
         log.warning("could not release %d leases; they expire by themselves", len(batch))
 
 
-def _gate(
-    r: redis.Redis,
-    items: Sequence[Item],
-    token: str,
-    name: str,
-    ran: Sequence[Item],
-    ran_name: str,
-) -> list[list[int | str]]:
-    """One `decide.GATE` call over `items`: record `ran_name` for `ran`, then gate target
-    `name` (or, with none, release the leases). Recorded outcomes are side effects that
+def _gate(r: redis.Redis, items: Sequence[Item], token: str, name: str) -> list[list[int | str]]:
+    """One `decide.GATE` call over `items`: record what they did since the last call, then gate
+    target `name` (or, with none, release the leases). Recorded outcomes are side effects that
     happened: a Redis blip is waited out then, as in `record`."""
     if not items:
         return []
-    ran_ids = {id(item) for item in ran}
-    rows = []
+    rows: list[list[object]] = []
     keys: list[str] = []
     for item in items:
-        outcome = item.outcomes[ran_name] if id(item) in ran_ids else ""
-        rows.append([outcome, *item.gate_args] if name else [outcome])
+        rows.append([item.unrecorded, *item.gate_args] if name else [item.unrecorded])
         keys += (item.lease_key, item.key, item.label_key)
     ttl_s = get_settings().writeback_lease_s
-    args: list[str | int] = [token, ttl_s, WRITTEN_TTL_S, name, ran_name, json.dumps(rows)]
+    args: list[str | int] = [
+        token,
+        ttl_s,
+        WRITTEN_TTL_S,
+        name,
+        json.dumps(rows, ensure_ascii=False),
+    ]
     # EVALSHA: the script's text travels once per process, not once per call.
     script = r.register_script(decide.GATE)
 
     def call() -> list[list[int | str]]:
         return cast(list[list[int | str]], script(keys=keys, args=args))
 
-    if not ran_ids:
+    recording = sum(len(item.unrecorded) for item in items)
+    if not recording:
         return call()
-    return wait_out(
+    verdicts = wait_out(
         call,
         retry_on=(redis.ConnectionError, redis.TimeoutError),
         for_s=get_settings().publish_retry_s,
-        what=f"Redis is unreachable recording {ran_name} of {len(ran_ids)} tickets",
+        what=f"Redis is unreachable recording {recording} targets done",
     )
+    for item in items:
+        item.unrecorded = {}
+    return verdicts

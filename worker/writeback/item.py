@@ -24,6 +24,8 @@ class Item:
     error: Exception | None = None
     outcomes: dict[str, str] = field(default_factory=dict)
     recorded: set[str] = field(default_factory=set)  # targets recorded as they ran
+    #: Targets done and not recorded yet (target -> outcome): the next gate call records them.
+    unrecorded: dict[str, str] = field(default_factory=dict)
     #: `decide.APPLY`, or why no target applies it (``kept-human-label``, ``stale-revision``).
     decision: str = APPLY
 

@@ -4,7 +4,10 @@ revision), whatever route brought them here. A single ticket is a batch of one.
 Every target runs over the whole batch with one Redis round trip per step and one index upsert
 (`targets`). Per revision: each target runs once (`done`: the `written` hash), and a run holds
 the revision's lease, renewed before each target, while it writes: one script call per target
-for the whole batch, which records the target before it too. A result applies only where
+for the whole batch (`done.hold_and_check`), which records the targets before it too. A target
+that can do nothing outside for any ticket of the batch (no callback, no ticket system, no
+person's label for the feedback stream) needs no gate: it runs on the last gate's decision and
+is recorded by the next call. A result applies only where
 nothing overtook it (`decide`): a model's result for a ticket a person labelled, or for an older
 revision than one already written, is applied in no target and recorded in each as
 ``kept-human-label`` or ``stale-revision``; the ledger alone records every decision, with that
@@ -35,12 +38,12 @@ from worker.writeback import done
 from worker.writeback.decide import APPLY
 from worker.writeback.item import Item
 from worker.writeback.targets.base import PerTicket, Target
-from worker.writeback.targets.callback import post_callback
+from worker.writeback.targets.callback import has_callback, post_callback
 from worker.writeback.targets.event import Event
 from worker.writeback.targets.feedback import Feedback
 from worker.writeback.targets.index import Index
 from worker.writeback.targets.ledger import LedgerTarget
-from worker.writeback.targets.source import write_to_source
+from worker.writeback.targets.source import has_writer, write_to_source
 from worker.writeback.targets.store import Store
 
 #: What each ticket ends with: the targets done (name -> outcome), or its error.
@@ -54,8 +57,8 @@ TARGETS: list[Target] = [
     Feedback(),
     Event(),
     LedgerTarget(),
-    PerTicket("callback", post_callback, "callback_timeout_s"),
-    PerTicket("source", write_to_source, "source_timeout_s"),
+    PerTicket("callback", post_callback, "callback_timeout_s", has_callback),
+    PerTicket("source", write_to_source, "source_timeout_s", has_writer),
     Index(),
 ]
 #: Share of the time limit (= the lease) by which the last per-ticket call must have ended.
@@ -84,15 +87,14 @@ def write_back(decisions: Sequence[Decision]) -> list[Outcome]:
     finished = False
     try:
         try:
-            ran: list[Item] = []  # the tickets that did the step before, recorded by the next gate
-            ran_name = ""
             for target in TARGETS:
                 live = [i for i in batch if i.error is None]
-                todo = (
-                    done.hold_and_check(r, live, target.name, token, ran=ran, ran_name=ran_name)
-                    if live
-                    else []
-                )
+                if any(target.may_act(i) for i in live):
+                    todo = done.hold_and_check(r, live, target.name, token)
+                else:
+                    # Nothing to guard: no gate (the decision stays the last gate's), and what
+                    # it answers is recorded by the next one, unless a run recorded it before.
+                    todo = live
                 # A target that records every decision (the ledger) gets those that do not
                 # apply too, and records the verdict itself; the others never see them.
                 every = bool(getattr(target, "every_decision", False))
@@ -102,9 +104,10 @@ def write_back(decisions: Sequence[Decision]) -> list[Outcome]:
                         item.outcomes[target.name] = item.decision
                 if run:
                     _timed(target, r, run, deadline)
-                ran = [i for i in todo if i.error is None and target.name not in i.recorded]
-                ran_name = target.name
-            done.finish(r, batch, token, ran, ran_name)
+                for item in todo:
+                    if item.error is None and target.name not in item.recorded:
+                        item.unrecorded[target.name] = item.outcomes[target.name]
+            done.finish(r, batch, token)
             finished = True
             # A target some run had done before this one: what it did is in the hash alone.
             done.outcomes(r, [i for i in batch if i.error is None and _found_done(i)])

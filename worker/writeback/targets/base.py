@@ -32,6 +32,11 @@ class Target(Protocol):
 
     name: str
 
+    def may_act(self, item: Item) -> bool:
+        """Whether writing `item` may do anything outside this process. A step none of whose
+        tickets it may act on runs without its own gate (`worker.writeback.path`)."""
+        ...
+
     def write(self, r: redis.Redis, todo: list[Item], deadline: float) -> None: ...
 
 
@@ -45,10 +50,19 @@ class PerTicket:
     """
 
     def __init__(
-        self, name: str, call: Callable[[Ticket, TriageResult], str], timeout_setting: str
+        self,
+        name: str,
+        call: Callable[[Ticket, TriageResult], str],
+        timeout_setting: str,
+        may_call: Callable[[Ticket], bool],
     ) -> None:
-        """`timeout_setting`: the `WorkerSettings` field that bounds one call of `call`."""
+        """`timeout_setting`: the `WorkerSettings` field that bounds one call of `call`;
+        `may_call`: False for a ticket `call` would do nothing for (and answer ``none``)."""
         self.name, self._call, self._timeout_setting = name, call, timeout_setting
+        self._may_call = may_call
+
+    def may_act(self, item: Item) -> bool:
+        return self._may_call(item.ticket)
 
     def write(self, r: redis.Redis, todo: list[Item], deadline: float) -> None:
         timeout_s = float(getattr(get_settings(), self._timeout_setting))

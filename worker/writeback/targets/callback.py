@@ -23,7 +23,7 @@ from worker.writeback.targets.safe_connect import TRANSPORT_ERRORS, callback_poo
 
 def post_callback(ticket: Ticket, result: TriageResult) -> str:
     """POST the result to the ticket's callback; return what happened (for the sink record)."""
-    if ticket.callback is None:
+    if not has_callback(ticket):
         return "none"
     settings = get_settings()
     if settings.callback_secret is None:
@@ -62,6 +62,11 @@ def post_callback(ticket: Ticket, result: TriageResult) -> str:
     if status >= 400:
         raise SinkRejected(f"callback: POST {shown} refused with {status}")
     return f"http {status}"
+
+
+def has_callback(ticket: Ticket) -> bool:
+    """Whether `post_callback` would post anything for `ticket`."""
+    return ticket.callback is not None
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:

@@ -16,6 +16,9 @@ from worker.writeback.item import Item
 class Event:
     name = "event"
 
+    def may_act(self, item: Item) -> bool:
+        return True
+
     def write(self, r: redis.Redis, todo: list[Item], deadline: float) -> None:
         pipe = r.pipeline(transaction=False)
         maxlen = get_settings().events_maxlen

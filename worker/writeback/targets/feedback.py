@@ -25,8 +25,11 @@ return id
 class Feedback:
     name = "feedback"
 
+    def may_act(self, item: Item) -> bool:
+        return item.by_human and bool(item.result.label)
+
     def write(self, r: redis.Redis, todo: list[Item], deadline: float) -> None:
-        people = [item for item in todo if item.by_human and item.result.label]
+        people = [item for item in todo if self.may_act(item)]
         for item in todo:
             if item not in people:
                 item.outcomes[self.name] = "none"

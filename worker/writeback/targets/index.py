@@ -21,6 +21,9 @@ from worker.writeback.item import Item
 class Index:
     name = "index"
 
+    def may_act(self, item: Item) -> bool:
+        return True
+
     def write(self, r: redis.Redis, todo: list[Item], deadline: float) -> None:
         learn: list[Item] = []
         for item in todo:

@@ -54,6 +54,9 @@ class LedgerTarget:
     #: Run for every decision, applied or not (`worker.writeback.path`): see the module doc.
     every_decision = True
 
+    def may_act(self, item: Item) -> bool:
+        return True
+
     def write(self, r: redis.Redis, todo: list[Item], deadline: float) -> None:
         # Past the run's deadline the lease may be another run's. Overrunning it is harmless
         # here (every write is idempotent), so a busy SQLite writer may wait its full timeout.

@@ -28,11 +28,17 @@ WRITERS: dict[str, tuple[Callable[[WorkerSettings], bool], Writer]] = {
 }
 
 
+def has_writer(ticket: Ticket) -> bool:
+    """Whether `ticket`'s source is a ticket system we write to (else `write_to_source` does
+    nothing for it)."""
+    return ticket.source in WRITERS
+
+
 def write_to_source(ticket: Ticket, result: TriageResult) -> str:
     """Write the label to the ticket's own system; return what happened (for the sink record)."""
-    entry = WRITERS.get(ticket.source)
-    if entry is None:
+    if not has_writer(ticket):
         return "none"
+    entry = WRITERS[ticket.source]
     if result.status != "labelled" or result.label is None:
         return "skipped"
     if ticket.origin is None or ticket.origin.system != ticket.source:
