@@ -76,7 +76,7 @@ class Frame:
         return out
 
 
-def reliability(name: str, outcomes: Sequence[Any], size: int = 300) -> str:
+def reliability(name: str, outcomes: Sequence[Any], size: int = 340) -> str:
     """One configuration's reliability diagram: accuracy per confidence bin as bars over the
     diagonal, the bin's ticket count over each bar, and the ECE in the title."""
     conf = np.array([o.confidence for o in outcomes], dtype=np.float64)
@@ -209,4 +209,7 @@ def _tick(value: float, ticks: Sequence[float]) -> str:
 
 
 def _count(n: int) -> str:
-    return f"{n / 1000:.1f}k" if n >= 10_000 else f"{n:,}"
+    """A bin's ticket count short enough to sit over a bar: 812, 1.6k, 16k."""
+    if n < 1000:
+        return str(n)
+    return f"{n / 1000:.1f}k" if n < 10_000 else f"{n / 1000:.0f}k"

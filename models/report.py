@@ -179,7 +179,7 @@ class Report:
         parts = [
             "<!doctype html><html><head><meta charset='utf-8'>",
             f"<title>triage eval: {html.escape(self.labels.task)}</title>",
-            "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
+            "<style>body{font-family:sans-serif;max-width:1120px;margin:2em auto;color:#222}"
             "table{border-collapse:collapse;margin:.5em 0 1.5em}"
             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
             "td:first-child,th:first-child{text-align:left}"

@@ -7,6 +7,7 @@ frontier configurations against a local server speaking the OpenAI wire format.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from models.cascade import POLICY_FILE, Policy
 from models.classifier import Classifier
 from models.data import examples_dir, read_labelled, write_labelled
 from models.scores import FIGURES
-from models.training import HELDOUT_FILE, TrainConfig, train
+from models.training import HELDOUT_FILE, TrainConfig, read_heldout, train
 from producer.labelset import LabelSet
 from tests.factories import sample
 from tests.wire_servers import OpenAIServer
@@ -64,7 +65,7 @@ def adapter(files, tmp_path_factory) -> Path:
 
 def test_trained_adapter_reloads_and_beats_chance(adapter, files, names):
     assert (adapter / HELDOUT_FILE).is_file()
-    assert len(read_labelled(adapter / HELDOUT_FILE)) == 5 * 4  # 25% of 16 per label
+    assert len(read_heldout(adapter)) == 5 * 4  # 25% of 16 per label
     meta = json.loads((adapter / "triage_adapter.json").read_text())
     assert meta["config"]["epochs"] == 4  # from TRIAGE_TRAIN_EPOCHS
     clf = Classifier.load(adapter)
@@ -94,7 +95,7 @@ def test_tuning_searches_every_labelled_ticket_but_its_own(adapter, files):
     from models.tuning import tuning_ticket
     from models.workbench import load
 
-    held = read_labelled(adapter / HELDOUT_FILE)
+    held = read_heldout(adapter)
     rows = read_labelled(files["train"])  # holds the held-out rows too, as a train file does
     m = load(adapter, ModelSettings(), rows, tuning=held)
     try:
@@ -145,8 +146,9 @@ def test_eval_scores_every_configuration_with_a_local_frontier(
     assert "| cascade |" in (tmp_path / "report.md").read_text()
 
 
-def test_eval_without_a_frontier_skips_it_with_a_clear_line(adapter, files, tmp_path):
+def test_eval_without_a_frontier_skips_it_with_a_clear_line(adapter, files, tmp_path, caplog):
     _clear_model_settings()
+    caplog.set_level(logging.INFO)
     result = CliRunner().invoke(
         main,
         ["eval", "--data", str(files["test"]), "--adapter", str(adapter),
@@ -156,9 +158,42 @@ def test_eval_without_a_frontier_skips_it_with_a_clear_line(adapter, files, tmp_
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "skipping frontier: no frontier configured" in result.output
+    # Nothing then says it evaluates the configuration it skipped.
+    assert not [r.message for r in caplog.records if "frontier" in r.getMessage()]
+    assert "configuration 2 of 2: fine-tune" in caplog.text
+    assert "WARNING: no --index-data" not in result.output
     figures = json.loads((tmp_path / "e.json").read_text())
     assert set(figures["configs"]) == {"fine-tune"}
     assert "frontier" in figures["skipped"]
+
+
+def test_eval_leaves_labels_out_and_says_how_many_of_their_tickets_were_auto_labelled(
+    adapter, files, tmp_path
+):
+    _clear_model_settings()
+    result = CliRunner().invoke(
+        main,
+        ["eval", "--data", str(files["test"]), "--adapter", str(adapter),
+         "--index-data", str(files["train"]), "--configs", "retrieval,cascade",
+         "--unknown-labels", "exchange_rate,pin_blocked", "--out", str(tmp_path),
+         "--json", str(tmp_path / "e.json")],
+        env={"TRIAGE_FRONTIER_PROVIDER": "none"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "left out as unknown kinds (2): exchange_rate, pin_blocked" in result.output
+    figures = json.loads((tmp_path / "e.json").read_text())
+    assert figures["unknown_labels"] == ["exchange_rate", "pin_blocked"]
+    for m in figures["configs"].values():
+        assert m["tickets"] == 3 * 6 and m["unknown_tickets"] == 2 * 6
+        assert 0.0 <= m["unknown_auto"] <= 1.0
+    assert "auto-labelled" in result.output and "…" not in result.output
+    assert "Tickets of left-out labels (2)" in (tmp_path / "report.md").read_text()
+    bad = CliRunner().invoke(
+        main,
+        ["eval", "--data", str(files["test"]), "--adapter", str(adapter),
+         "--unknown-labels", "no_such_label", "--out", str(tmp_path)],
+    )  # fmt: skip
+    assert bad.exit_code != 0 and "no_such_label not in the label set" in bad.output
 
 
 def test_two_adapters_on_one_base_both_predict_correctly(adapter, files, names, tmp_path):
