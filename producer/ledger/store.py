@@ -88,7 +88,8 @@ class Ledger:
         decisions: Sequence[tuple[Ticket, TriageResult]],
         *,
         superseded: str | None = None,
-    ) -> None:
+        audits: Sequence[tuple[Ticket, TriageResult]] = (),
+    ) -> int:
         """Record a batch of applied results, once each (idempotent on task, source, id,
         revision): the ticket as last seen, the decision, a person's label (``decided_by ==
         "human"``, which resolves the ticket's waiting items of that task) and, for
@@ -97,15 +98,22 @@ class Ledger:
         `superseded`: these results were applied nowhere, and why (the write-back's verdict,
         ``kept-human-label`` or ``stale-revision``). They are recorded for the audit trail (a
         person's label with them) but open no item, resolve none, and are never a ticket's
-        model label in `export`."""
+        model label in `export`.
+
+        `audits`: auto labels among `decisions` that also go to the desk (`open_audit`), in the
+        same transaction: a write-back batch is one commit. Returns how many audit items were
+        new."""
+        checked = [_auditable(result) for _, result in audits]
+        if checked and superseded is not None:
+            raise ValueError("a superseded result is applied nowhere: it is never audited")
         with self._write() as conn:
             writes.record(conn, decisions, superseded=superseded)
+            return sum(writes.open_item(conn, result, "audit", "audit") for result in checked)
 
     def open_audit(self, ticket: Ticket, result: TriageResult) -> bool:
         """Record an auto-labelled result and put it on the desk as an audit (the label still
         ships). True when a new audit item was opened."""
-        if result.status != "labelled" or result.decided_by == "human":
-            raise ValueError("only a model's auto label is audited")
+        _auditable(result)
         with self._write() as conn:
             writes.record(conn, [(ticket, result)])
             return writes.open_item(conn, result, "audit", "audit")
@@ -234,6 +242,12 @@ class Ledger:
     def _read(self) -> Iterator[Connection]:
         with mapped_errors(), self._reader.begin() as conn:
             yield conn
+
+
+def _auditable(result: TriageResult) -> TriageResult:
+    if result.status != "labelled" or result.decided_by == "human":
+        raise ValueError("only a model's auto label is audited")
+    return result
 
 
 def _now(now: datetime | None) -> datetime:

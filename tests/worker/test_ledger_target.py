@@ -180,6 +180,28 @@ def test_audits_are_a_stable_sample_at_the_rate_and_the_labels_still_ship(
     assert _count(ledger, ReviewItemRow) == len(expected)
 
 
+def test_a_batch_with_its_audits_is_one_commit(
+    ledger: Ledger, rdb: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import event
+
+    monkeypatch.setenv("TRIAGE_AUDIT_RATE", "0.5")
+    worker_settings.get_settings.cache_clear()
+    tickets = [Ticket(id=f"c{i}", body=f"ticket {i}", revision="r1") for i in range(64)]
+    batch: list[Decision] = [
+        (t, _model(t, "card_arrival"), _vector(i)) for i, t in enumerate(tickets)
+    ]
+    commits: list[object] = []
+    event.listen(resources.ledger().engine, "commit", commits.append)
+    outcomes = write_back(batch)
+    audited = [o for o in outcomes if isinstance(o, dict) and o["ledger"] == AUDITED]
+    assert audited and len(commits) == 1
+    assert _count(ledger, DecisionRow) == 64 and _count(ledger, ReviewItemRow) == len(audited)
+    t = tickets[0]
+    with pytest.raises(ValueError, match="never audited"):
+        ledger.record([(t, batch[0][1])], superseded="stale-revision", audits=[(t, batch[0][1])])
+
+
 def test_an_audit_answered_on_the_desk_measures_the_adapters_precision(
     ledger: Ledger, rdb: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

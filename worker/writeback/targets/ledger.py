@@ -102,15 +102,18 @@ def _record(ledger: Ledger, todo: list[Item]) -> None:
     by_verdict: dict[str, list[Item]] = defaultdict(list)
     for item in todo:
         by_verdict[item.decision].append(item)
-    for verdict, items in sorted(by_verdict.items()):
-        ledger.record(_pairs(items), superseded=None if verdict == APPLY else verdict)
     rate = get_settings().audit_rate
     audited = [
         i for i in by_verdict.get(APPLY, []) if is_auto(i.result) and sampled(i.result, rate)
     ]
-    for item in audited:
-        # Opens nothing when it was opened before (a redelivery) or a person labelled the ticket.
-        ledger.open_audit(item.ticket, item.result)
+    # One transaction per verdict (one in all, but for results overtaken), audits with theirs:
+    # an audit opens nothing when it was opened before (a redelivery) or a person labelled the
+    # ticket.
+    for verdict, items in sorted(by_verdict.items()):
+        if verdict == APPLY:
+            ledger.record(_pairs(items), audits=_pairs(audited))
+        else:
+            ledger.record(_pairs(items), superseded=verdict)
     for item in todo:
         if item.decision != APPLY:
             # A verdict reads the same in every target's outcome: here, recorded with it.
