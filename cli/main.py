@@ -14,6 +14,7 @@ from cli import dead_letter as dead_letter_cli
 from cli import drift as drift_cli
 from cli import evaluate as evaluate_cli
 from cli import ledger as ledger_cli
+from cli import seed as seed_cli
 from cli import status as status_cli
 from cli import train as train_cli
 from cli import tune as tune_cli
@@ -236,7 +237,7 @@ def _parse_json_input(text: str) -> list[Any]:
     return data if isinstance(data, list) else [data]
 
 
-# The backfill, the model lifecycle (train, tune, eval), the operations on a running stack
+# The backfill, the model lifecycle (train, tune, eval, seed), the operations on a running stack
 # (status, dead-letter list, drift) and the ledger's (export, ledger upgrade) live in their own
 # modules; registered here.
 for _command in (
@@ -244,6 +245,7 @@ for _command in (
     train_cli.train,
     tune_cli.tune,
     evaluate_cli.evaluate,
+    seed_cli.seed,
     status_cli.status,
     dead_letter_cli.dead_letter,
     drift_cli.drift,

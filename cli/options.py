@@ -1,13 +1,20 @@
-"""What several `triage` commands share: option types, the options of `tune` and `eval`, and
-the start-up check that reads every settings class."""
+"""What several `triage` commands share: option types, the options of `tune` and `eval`, reading
+labelled files (every problem at once, before any work), and the start-up check that reads every
+settings class."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+from models.data import UNKNOWN_CHOICES
+
+if TYPE_CHECKING:
+    from models.data import LabelledFile
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,6 +49,72 @@ def fields(fn: F) -> F:
     """`--text-field` and `--label-field` of a labelled file."""
     fn = click.option("--label-field", default="category", show_default=True)(fn)
     return click.option("--text-field", default="text", show_default=True)(fn)
+
+
+def unknown_label(choices: Sequence[str] = UNKNOWN_CHOICES) -> Callable[[F], F]:
+    """`--unknown-label`: what a row whose label is outside the label set means."""
+    return click.option(
+        "--unknown-label",
+        type=click.Choice(list(choices)),
+        default="error",
+        show_default=True,
+        envvar="TRIAGE_UNKNOWN_LABEL",
+        help="A row whose label is not in the label set: stop with the list of such rows, "
+        "skip it"
+        + (", or keep it apart as an out-of-scope ticket" if "out-of-scope" in choices else "")
+        + ".",
+    )
+
+
+def read_inputs(
+    *paths: Path | None,
+    opts: Mapping[str, Any],
+    labels: Collection[str] | None,
+    split_field: str | None = None,
+) -> list[LabelledFile | None]:
+    """Each labelled file of `paths` (None where a path is None), read with the command's
+    `--text-field`, `--label-field` and `--unknown-label`; the problems of all of them stop the
+    command at once, before any model loads. Notes (cut texts, skipped rows) go to stderr."""
+    from models.data import DataError, LabelledReader
+
+    reader = LabelledReader(
+        text_fields(opts["text_field"]),
+        opts["label_field"],
+        labels=labels,
+        unknown=opts["unknown_label"],
+        split_field=split_field,
+    )
+    found = [reader.read(path) if path is not None else None for path in paths]
+    try:
+        reader.check()
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for file in found:
+        for note in file.notes() if file else ():
+            click.echo(f"warning: {note}", err=True)
+    return found
+
+
+def adapter_labels(adapter: Path) -> list[str]:
+    """The label names an adapter was trained on (its labels.json), without loading a model."""
+    from producer.errors import LabelSetError
+    from producer.labelset import LabelSet
+
+    path = adapter / "labels.json"  # models.classifier.LABELS_FILE, a torch import away
+    if not path.is_file():
+        raise click.ClickException(
+            f"no adapter at {adapter} (no labels.json): train one with `triage train`, "
+            "or name it with --adapter"
+        )
+    try:
+        return LabelSet.load(path).names
+    except LabelSetError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def shell_line(words: Sequence[object]) -> str:
+    """A command line to print for people to copy: each word quoted where the shell needs it."""
+    return " ".join(shlex.quote(str(w)) for w in words)
 
 
 def json_out(help: str) -> Callable[[F], F]:

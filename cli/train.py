@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.options import DIR, FILE, text_fields
+from cli.options import DIR, FILE, read_inputs, shell_line, text_fields, unknown_label
 
 if TYPE_CHECKING:
-    from models.data import LabelledText
+    from models.data import LabelledFile, LabelledText
 
 
 @click.command()
@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 @click.option(
     "--label-field", default="category", show_default=True, envvar="TRIAGE_TRAIN_LABEL_FIELD"
 )
+@unknown_label(("error", "skip"))
 @click.option(
     "--split-field",
     default=None,
@@ -143,29 +144,33 @@ def train(**opts: Any) -> None:
       triage export --task category --out category.csv
       triage train --data category.csv --label-field label --split-field split
     """
-    from models.data import read_labelled
     from models.settings import get_settings
     from models.training import TrainConfig
     from models.training import train as run_training
     from producer.errors import TriageError
+    from producer.labelset import LabelSet
 
     # Epoch lines (loss, held-out accuracy) go to stderr: useful when the bar is off (no TTY).
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     s = get_settings()
     task = opts["task"]
-    columns = text_fields(opts["text_field"])
     if opts["split_field"] and opts["eval_data"]:
         raise click.UsageError("give --split-field or --eval-data, not both")
     try:
         labels = opts["labels_path"] or s.labels_path(task)
-        examples = read_labelled(opts["data"], columns, opts["label_field"])
-        held_out = (
-            read_labelled(opts["eval_data"], columns, opts["label_field"])
-            if opts["eval_data"]
-            else None
+        # Every row of both files checked before the model loads.
+        data, eval_data = read_inputs(
+            opts["data"],
+            opts["eval_data"],
+            opts=opts,
+            labels=LabelSet.load(labels).names,
+            split_field=opts["split_field"],
         )
+        assert data is not None
+        examples = data.examples
+        held_out = eval_data.examples if eval_data else None
         if opts["split_field"]:
-            examples, held_out = _by_split(opts["data"], examples, opts["split_field"])
+            examples, held_out = _by_split(data, opts["split_field"])
         config = TrainConfig(
             labels=labels,
             train_examples=examples,
@@ -197,25 +202,37 @@ def train(**opts: Any) -> None:
         f"  temperature {report.temperature:.3f}, ECE {report.ece_before:.4f} -> "
         f"{report.ece_after:.4f}\n"
         f"  trained in {report.train_time_s:.0f} s ({report.examples_per_s:.0f} examples/s)\n"
-        f"next: triage tune --adapter {report.out_dir} --index-data {opts['data']}"
+        f"next: {_tune_line(opts, report.out_dir)}"
     )
 
 
-def _by_split(
-    path: Path, examples: list[LabelledText], split_field: str
-) -> tuple[list[LabelledText], list[LabelledText]]:
-    """`examples` (read from `path`) parted by their row's `split_field`: train, holdout."""
-    from models.data import iter_labelled
+def _tune_line(opts: dict[str, Any], adapter: Path) -> str:
+    """`triage tune` for this adapter, with every option it needs to read `--data` as train did,
+    so the line runs as printed."""
+    words: list[object] = ["triage", "tune"]
+    if opts["task"] != "category":
+        words += ["--task", opts["task"]]
+    words += ["--adapter", adapter, "--index-data", opts["data"]]
+    for name, default in (("text_field", "text"), ("label_field", "category")):
+        if opts[name] != default:
+            words += [f"--{name.replace('_', '-')}", opts[name]]
+    if opts["unknown_label"] != "error":
+        words += ["--unknown-label", opts["unknown_label"]]
+    return shell_line(words)
 
-    # The split column, read row for row by the same reader as the examples (as a one-column
-    # "text"), so the two line up and a missing column is reported the same way.
-    sides = [row.text for row in iter_labelled(path, split_field, split_field)]
-    unknown = sorted(set(sides) - {"train", "holdout"})
-    if unknown:
-        raise ValueError(f"{path}: {split_field} holds {unknown[:3]}; expected train or holdout")
-    train = [ex for ex, side in zip(examples, sides, strict=True) if side == "train"]
-    held_out = [ex for ex, side in zip(examples, sides, strict=True) if side == "holdout"]
+
+def _by_split(
+    data: LabelledFile, split_field: str
+) -> tuple[list[LabelledText], list[LabelledText]]:
+    """`data`'s examples parted by their row's `split_field` (checked by the reader): train,
+    holdout."""
+    assert data.splits is not None
+    sides = data.splits
+    train = [ex for ex, side in zip(data.examples, sides, strict=True) if side == "train"]
+    held_out = [ex for ex, side in zip(data.examples, sides, strict=True) if side == "holdout"]
     if not held_out or not train:
         empty = "holdout" if not held_out else "train"
-        raise ValueError(f"{path}: no {empty} rows in {split_field} (export with --holdout > 0)")
+        raise ValueError(
+            f"{data.path}: no {empty} rows in {split_field} (export with --holdout > 0)"
+        )
     return train, held_out

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cli.options import FILE, fields, measured_adapter, text_fields
+from cli.options import FILE, adapter_labels, fields, measured_adapter, read_inputs, unknown_label
 
 if TYPE_CHECKING:
     pass
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     help="Held-out tickets to tune on [default: the split `triage train` saved].",
 )
 @fields
+@unknown_label(("error", "skip"))
 @click.option(
     "--precision",
     "target_precision",
@@ -62,7 +63,6 @@ def tune(**opts: Any) -> None:
     Example:
       triage tune --index-data examples/banking77/train.csv --precision 0.99
     """
-    from models.data import read_labelled
     from models.settings import get_settings
     from models.tuning import TuneTarget
     from models.workbench import run_tune
@@ -70,6 +70,10 @@ def tune(**opts: Any) -> None:
 
     s = get_settings()
     adapter = opts["adapter"] or s.adapter_dir(opts["task"])
+    # Every row of both files checked before the adapter loads.
+    index_file, held_file = read_inputs(
+        opts["index_data"], opts["held_out"], opts=opts, labels=adapter_labels(adapter)
+    )
     try:
         target = TuneTarget(
             precision=(
@@ -79,16 +83,8 @@ def tune(**opts: Any) -> None:
             folds=opts["folds"],
             confidence=opts["confidence"],
         )
-        index_data = (
-            read_labelled(opts["index_data"], text_fields(opts["text_field"]), opts["label_field"])
-            if opts["index_data"]
-            else None
-        )
-        held_out = (
-            read_labelled(opts["held_out"], text_fields(opts["text_field"]), opts["label_field"])
-            if opts["held_out"]
-            else None
-        )
+        index_data = index_file.examples if index_file else None
+        held_out = held_file.examples if held_file else None
         report = run_tune(adapter, s, index_data, target, held_out)
     except (TriageError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc

@@ -251,8 +251,10 @@ class LabelledReader:
             self._problem(path, line, "wrong type", f"{name} is {kind}, not text")
             return ""
         if not isinstance(value, str):
-            if not number_ok:
-                self._problem(path, line, "wrong type", f"{name} is a number, not text")
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)  # 3.0: a label column that a NaN made float, somewhere
+            if not number_ok or isinstance(value, float):
+                self._problem(path, line, "wrong type", f"{name} is the number {value}, not text")
                 return ""
             return str(value)
         if "\x00" in value:
@@ -402,7 +404,7 @@ def _csv(
     try:
         for record in reader:
             start, end = end + 1, reader.line_num
-            if not record:
+            if not any(v.strip() for v in record):  # a blank line, or one of blanks
                 continue
             if header is None:
                 header = record

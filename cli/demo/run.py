@@ -114,9 +114,10 @@ def _ensure_adapter(train_examples: int, retrain: bool) -> None:
 
 
 def _ensure_index() -> None:
-    """Seed the index with the labelled training tickets (human labels), once."""
+    """Seed the index with the labelled training tickets (human labels), once; as `triage seed`
+    does."""
     from models.assembly import load_embedder, open_index
-    from models.index import IndexedTicket
+    from models.seeding import seed_index
     from models.settings import get_settings
 
     s = get_settings()
@@ -127,17 +128,8 @@ def _ensure_index() -> None:
             return
         rows = read_labelled(examples_dir() / "banking77" / "train.csv")
         embedder = load_embedder(s)  # the worker's, so seeded and served vectors agree
-        with Progress(console=console, transient=True) as progress:
-            bar = progress.add_task("seeding the index", total=len(rows))
-            for start in range(0, len(rows), 256):
-                chunk = rows[start : start + 256]
-                tickets = [
-                    IndexedTicket(f"train-{start + i}", f"{SOURCE}-train", r.label, r.text, "human")
-                    for i, r in enumerate(chunk)
-                ]
-                index.upsert(TASK, tickets, embedder.embed([r.text for r in chunk]))
-                progress.advance(bar, len(chunk))
-        console.print(f"seeded the index with {len(rows)} labelled tickets")
+        report = seed_index(index, embedder, TASK, rows, source=f"{SOURCE}-train")
+        console.print(f"seeded the index with {report.tickets} labelled tickets")
     finally:
         index.close()  # local mode: the worker process must own the storage
 
