@@ -128,7 +128,8 @@ def _gate(r: redis.Redis, items: Sequence[Item], token: str, name: str) -> list[
     script = r.register_script(decide.GATE)
 
     def call() -> list[list[int | str]]:
-        return cast(list[list[int | str]], script(keys=keys, args=args))
+        reply = script(keys=keys, args=args)
+        return cast(list[list[int | str]], json.loads(reply) if reply else [])
 
     recording = sum(len(item.unrecorded) for item in items)
     if not recording:

@@ -3,6 +3,7 @@ drift`, dashboards and anyone who follows decisions as they happen."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import redis
@@ -12,6 +13,16 @@ from producer.schemas import TriageResult
 from worker.settings import get_settings
 from worker.writeback.item import Item
 
+# One call for the batch. KEYS[1]: the stream; ARGV: its approximate max length, and a JSON
+# array of each entry's fields as [name, value, ...]. Returns the entries' ids as a JSON array.
+ADD_ALL = """
+local ids = {}
+for i, fields in ipairs(cjson.decode(ARGV[2])) do
+  ids[i] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(fields))
+end
+return cjson.encode(ids)
+"""
+
 
 class Event:
     name = "event"
@@ -20,11 +31,12 @@ class Event:
         return True
 
     def write(self, r: redis.Redis, todo: list[Item], deadline: float) -> None:
-        pipe = r.pipeline(transaction=False)
-        maxlen = get_settings().events_maxlen
-        for item in todo:
-            pipe.xadd(EVENTS_STREAM, event_fields(item.result), maxlen=maxlen, approximate=True)
-        for item, event_id in zip(todo, pipe.execute(), strict=True):
+        entries = [[x for pair in event_fields(i.result).items() for x in pair] for i in todo]
+        ids = r.register_script(ADD_ALL)(
+            keys=[EVENTS_STREAM],
+            args=[get_settings().events_maxlen, json.dumps(entries, ensure_ascii=False)],
+        )
+        for item, event_id in zip(todo, json.loads(ids), strict=True):
             item.outcomes[self.name] = str(event_id)
 
 

@@ -5,6 +5,7 @@ feedback and review act on."""
 from __future__ import annotations
 
 import json
+from typing import cast
 
 import redis
 
@@ -14,15 +15,27 @@ from worker.writeback.item import Item
 
 # Never replace a label a human set: only a human result may overwrite a human one. (The gate
 # decided this already, `worker.writeback.decide`; this keeps it true for runs that raced it.)
+# One call for the batch. KEYS: each ticket's result key and ticket key, in turn; ARGV: each
+# ticket's result JSON, decided_by and ticket JSON, in turn. Returns per ticket 1 when stored.
 STORE_UNLESS_HUMAN = """
-local cur = redis.call('GET', KEYS[1])
-if cur and ARGV[2] ~= 'human' then
-  local ok, obj = pcall(cjson.decode, cur)
-  if ok and obj['decided_by'] == 'human' then return 0 end
+local stored = {}
+for i = 1, #KEYS / 2 do
+  local result_key, by = KEYS[2 * i - 1], ARGV[3 * i - 1]
+  local cur = redis.call('GET', result_key)
+  local kept = false
+  if cur and by ~= 'human' then
+    local ok, obj = pcall(cjson.decode, cur)
+    kept = ok and obj['decided_by'] == 'human'
+  end
+  if kept then
+    stored[i] = 0
+  else
+    redis.call('SET', result_key, ARGV[3 * i - 2])
+    redis.call('SET', KEYS[2 * i], ARGV[3 * i])
+    stored[i] = 1
+  end
 end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[3])
-return 1
+return stored
 """
 
 
@@ -33,15 +46,15 @@ class Store:
         return True
 
     def write(self, r: redis.Redis, todo: list[Item], deadline: float) -> None:
-        tickets = _tickets(r, todo)
-        store = r.register_script(STORE_UNLESS_HUMAN)
-        pipe = r.pipeline(transaction=False)
-        for item, ticket in zip(todo, tickets, strict=True):
+        keys: list[str] = []
+        args: list[str] = []
+        for item, ticket in zip(todo, _tickets(r, todo), strict=True):
             res = item.result
-            keys = [result_key(res.task, res.source, res.ticket_id), _ticket_key(item.ticket)]
-            store(keys=keys, args=[res.model_dump_json(), res.decided_by, ticket], client=pipe)
-        for item, stored in zip(todo, pipe.execute(), strict=True):
-            item.outcomes[self.name] = "stored" if stored else "kept-human-label"
+            keys += (result_key(res.task, res.source, res.ticket_id), _ticket_key(item.ticket))
+            args += (res.model_dump_json(), res.decided_by, ticket)
+        stored = r.register_script(STORE_UNLESS_HUMAN)(keys=keys, args=args)
+        for item, one in zip(todo, cast(list[int], stored), strict=True):
+            item.outcomes[self.name] = "stored" if one else "kept-human-label"
 
 
 def _tickets(r: redis.Redis, todo: list[Item]) -> list[str]:
