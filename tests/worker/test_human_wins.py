@@ -216,3 +216,18 @@ def test_a_human_and_a_model_result_racing_leave_the_human_label(
             run.join()
         stored = get_result(t.id)
         assert stored is not None and stored.label == "lost_card", n
+
+
+def test_names_and_labels_beyond_ascii_reach_the_label_state_and_the_event_as_sent(
+    rdb: redis.Redis, worker_env
+) -> None:
+    # The gate and the event stream take a batch's fields as JSON inside one script call.
+    t = Ticket(id="ü-1", source="helpdesk", body="kárta 🚀", revision="r1")
+    ticket, result = _human(t, "carte_perdue_é", "zoë 🦊", "review")
+    write_back_one(ticket, result, _vector(1))
+    state = rdb.hgetall(label_key("category", "helpdesk", "ü-1"))
+    assert (state["label"], state["labelled_by"]) == ("carte_perdue_é", "zoë 🦊")
+    model = t.model_copy(update={"revision": "r2"})
+    assert write_back_one(model, result_for(model, "x"), _vector(0))["event"] == "kept-human-label"
+    [(_, event)] = rdb.xrange(EVENTS_STREAM)
+    assert (event["ticket_id"], event["label"]) == ("ü-1", "carte_perdue_é")
