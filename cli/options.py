@@ -88,11 +88,26 @@ def read_inputs(
     try:
         reader.check()
     except DataError as exc:
-        raise click.ClickException(str(exc)) from exc
+        message = str(exc)
+        if any(p.kind == "unknown label" for p in exc.problems):
+            message += _unknown_label_hint()
+        raise click.ClickException(message) from exc
     for file in found:
         for note in file.notes() if file else ():
             click.echo(f"warning: {note}", err=True)
     return found
+
+
+def _unknown_label_hint() -> str:
+    """The running command's `--unknown-label` choices that go on without those rows."""
+    ctx = click.get_current_context(silent=True)
+    params = ctx.command.params if ctx else []
+    option = next((p for p in params if p.name == "unknown_label"), None)
+    if option is None or not isinstance(option.type, click.Choice):
+        return ""
+    what = {"skip": "leave those rows out", "out-of-scope": "keep them apart as out-of-scope"}
+    ways = [f"--unknown-label {c} ({what[c]})" for c in option.type.choices if c in what]
+    return ", or pass " + " or ".join(ways)
 
 
 def adapter_labels(adapter: Path) -> list[str]:

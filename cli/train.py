@@ -145,8 +145,6 @@ def train(**opts: Any) -> None:
       triage train --data category.csv --label-field label --split-field split
     """
     from models.settings import get_settings
-    from models.training import TrainConfig
-    from models.training import train as run_training
     from producer.errors import TriageError
     from producer.labelset import LabelSet
 
@@ -169,6 +167,10 @@ def train(**opts: Any) -> None:
         assert data is not None
         examples = data.examples
         held_out = eval_data.examples if eval_data else None
+        # torch comes with models.training: a bad file is reported before seconds of imports.
+        from models.training import TrainConfig
+        from models.training import train as run_training
+
         if opts["split_field"]:
             examples, held_out = _by_split(data, opts["split_field"])
         config = TrainConfig(

@@ -331,9 +331,7 @@ def describe(problems: Sequence[Problem]) -> str:
     unknown = Counter(p.value for p in problems if p.kind == "unknown label")
     if unknown:
         lines.append(
-            f"labels outside the label set: {_top(unknown)}; fix them, add them to "
-            "the label set, or pass --unknown-label skip (leave those rows out) or "
-            "--unknown-label out-of-scope (keep them apart as out-of-scope tickets)"
+            f"labels outside the label set: {_top(unknown)}; fix them or add them to the label set"
         )
     return "\n".join(lines)
 
