@@ -11,7 +11,17 @@ from typing import Any
 
 import click
 
-from cli.options import DIR, FILE, fields, json_out, measured_adapter, text_fields
+from cli.options import (
+    DIR,
+    FILE,
+    adapter_labels,
+    fields,
+    json_out,
+    measured_adapter,
+    read_inputs,
+    text_fields,
+    unknown_label,
+)
 
 #: Widest table `_print_figures` prints: an 80-column terminal.
 TABLE_WIDTH = 80
@@ -29,6 +39,7 @@ TABLE_WIDTH = 80
     "eval", "Labelled file for a fresh in-memory index [default: the worker's index]."
 )
 @fields
+@unknown_label(("error", "skip"))
 @click.option(
     "--configs",
     default=",".join(("frontier", "frontier+rag", "retrieval", "fine-tune", "cascade")),
@@ -91,7 +102,6 @@ def evaluate(**opts: Any) -> None:
     import json
 
     from models.classifier import LABELS_FILE
-    from models.data import read_labelled
     from models.evaluation import CONFIGS, FRONTIER_CONFIGS, choose_unknown
     from models.settings import get_settings
     from models.workbench import describe_index, run_eval
@@ -115,8 +125,11 @@ def evaluate(**opts: Any) -> None:
                     f"skipping {name}: no frontier configured "
                     "(set TRIAGE_FRONTIER_PROVIDER and TRIAGE_FRONTIER_API_KEY)"
                 )
-    fields = text_fields(opts["text_field"])
     adapter: Path = opts["adapter"] or s.adapter_dir(opts["task"])
+    # Every row of both files checked before the adapter loads.
+    data_file, index_file = read_inputs(
+        opts["data"], opts["index_data"], opts=opts, labels=adapter_labels(adapter)
+    )
     try:
         spec = opts["unknown_labels"]
         labels = LabelSet.load(adapter / LABELS_FILE) if spec else None
@@ -134,14 +147,10 @@ def evaluate(**opts: Any) -> None:
                 bold=True,
                 err=True,
             )
-        examples = read_labelled(opts["data"], fields, opts["label_field"])
+        examples = data_file.examples if data_file else []
         if opts["limit"] and opts["limit"] < len(examples):
             examples = examples[:: len(examples) // opts["limit"]][: opts["limit"]]
-        index_data = (
-            read_labelled(opts["index_data"], fields, opts["label_field"])
-            if opts["index_data"]
-            else None
-        )
+        index_data = index_file.examples if index_file else None
         report = run_eval(
             adapter,
             s,

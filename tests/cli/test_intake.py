@@ -190,15 +190,8 @@ def file_case(draw: st.DrawFn) -> Case:
     return Case(suffix, body, (1,))
 
 
-def malformed(checks_labels: bool) -> st.SearchStrategy[Case]:
-    def without_labels(faults: tuple[str, ...]) -> tuple[str, ...]:
-        return faults if checks_labels else tuple(f for f in faults if f != "unknown_label")
-
-    return st.one_of(
-        csv_case(without_labels(CSV_ROW_FAULTS)),
-        jsonl_case(without_labels(JSONL_ROW_FAULTS)),
-        file_case(),
-    )
+def malformed() -> st.SearchStrategy[Case]:
+    return st.one_of(csv_case(CSV_ROW_FAULTS), jsonl_case(JSONL_ROW_FAULTS), file_case())
 
 
 def _quoted(text: str) -> str:
@@ -223,8 +216,6 @@ COMMANDS = {
     ],
     "seed": lambda s, data: ["seed", "--data", data, "--label-field", "label"],
 }  # fmt: skip
-#: Commands that check labels against the set (eval scores a label outside it, for now).
-CHECKS_LABELS = {"train": True, "tune": True, "eval": False, "seed": True}
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
@@ -234,7 +225,7 @@ def test_a_malformed_file_stops_the_command_with_every_bad_line(command: str, se
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
-    @given(case=malformed(CHECKS_LABELS[command]))
+    @given(case=malformed())
     def run(case: Case) -> None:
         data = setup.root / f"tickets{case.suffix}"
         data.write_bytes(case.body)
