@@ -256,3 +256,27 @@ def test_the_error_lists_the_rows_of_both_files_of_train(setup: Setup) -> None:
     assert result.output.rstrip().endswith(
         "fix them or add them to the label set, or pass --unknown-label skip (leave those rows out)"
     )
+
+
+def test_trains_next_line_parses_as_tune_with_what_train_was_given(tmp_path: Path) -> None:
+    import shlex
+
+    from cli.train import _tune_line, train
+    from cli.tune import tune
+
+    data = tmp_path / "my tickets.csv"  # a space: the line must quote it
+    data.write_text("subject,body,team\n")
+    adapter = tmp_path / "adapters" / "it"
+    given = ["--data", str(data), "--task", "it", "--text-field", "subject,body"]
+    given += ["--label-field", "team", "--unknown-label", "skip"]
+    opts = train.make_context("train", given).params
+    words = shlex.split(_tune_line(opts, adapter))
+    assert words[:2] == ["triage", "tune"]
+    params = tune.make_context("tune", words[2:]).params
+    assert (params["task"], params["adapter"], params["index_data"]) == ("it", adapter, data)
+    assert (params["text_field"], params["label_field"]) == ("subject,body", "team")
+    assert params["unknown_label"] == "skip"
+    plain = train.make_context("train", ["--data", str(data)]).params
+    assert shlex.split(_tune_line(plain, adapter)) == [
+        "triage", "tune", "--adapter", str(adapter), "--index-data", str(data),
+    ]  # fmt: skip
