@@ -219,7 +219,7 @@ def first_pass(
         )
         mixed = mix(clf, vote, policy.classifier_weight)
         clf_top, mixed_top = int(clf.argmax()), int(mixed.argmax())
-        scope = scope_score(found[i], names[clf_top], task.labels)
+        scope = scope_score(found[i], names[clf_top], task.labels, float(clf[clf_top]))
         trace = [
             StageTrace(
                 stage="classifier",
@@ -275,8 +275,9 @@ def first_pass(
 def out_of_scope_reason(label: str, scope: float | None, threshold: float | None) -> str:
     """Why a ticket went to review as out of scope (the result's reason, for people)."""
     return (
-        f"out of scope: the nearest {label!r} ticket is at similarity {scope:.2f}, under the "
-        f"tuned {threshold:.2f}; the ticket may be of a kind the label set does not know"
+        f"out of scope: {scope:.2f} (the classifier's confidence in {label!r} times the "
+        f"similarity of the nearest {label!r} ticket) is under the tuned {threshold:.2f}; the "
+        "ticket may be of a kind the label set does not know"
     )
 
 

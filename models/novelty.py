@@ -1,10 +1,10 @@
 """Out of scope: how much a ticket looks like the labels it could be given, and leaving labels out.
 
 A classifier trained on N labels gives one of them to everything, however unlike all of them a
-ticket is. `scope_score` measures the ticket against the labelled tickets of the index instead:
-the similarity of its nearest neighbour that carries the label the cascade would give. A ticket
-of a kind the label set does not know has no close neighbour of any label, and of the label the
-classifier picks least of all. The cascade sends a ticket whose score is under the policy's
+ticket is. `models.vote.scope_score` weighs its confidence by the labelled tickets of the index:
+the similarity of the nearest neighbour that carries the label the classifier picks. A ticket of
+a kind the label set does not know has no close neighbour of that label, and a less sure
+classifier. The cascade sends a ticket whose score is under the policy's
 `scope_threshold` to review (`models.cascade.decide`); `conformal_threshold` chooses it on
 in-scope held-out tickets so that at most a given share of in-scope tickets is flagged.
 

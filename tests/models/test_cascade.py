@@ -227,7 +227,7 @@ def test_a_ticket_unlike_every_label_goes_to_review_not_to_the_frontier() -> Non
     assert outside.needs_escalation and outside.label == "a"
     assert outside.out_of_scope and "out of scope" in outside.out_of_scope
     cascade = outside.trace[-1].detail
-    assert cascade["decision"] == "out_of_scope" and cascade["scope"] == pytest.approx(0.4)
+    assert cascade["decision"] == "out_of_scope" and cascade["scope"] == pytest.approx(0.97 * 0.4)
     frontier = Frontier("a")
     result = escalate(outside, labels=LABELS, frontier=frontier, budget=None, policy=policy)
     assert frontier.calls == 0  # its answer must be a label: none is right here
@@ -252,4 +252,5 @@ def test_the_model_weight_keeps_the_cascades_own_labels_from_outvoting_people() 
         is None
     )
     assert scope_score(neighbours, "b", LABELS) == pytest.approx(0.8)
+    assert scope_score(neighbours, "b", LABELS, 0.5) == pytest.approx(0.4)
     assert scope_score(neighbours, "c", LABELS) == 0.0 and scope_score([], "a", LABELS) is None
