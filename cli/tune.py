@@ -5,6 +5,7 @@ Heavy imports happen inside the command.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -12,7 +13,7 @@ import click
 from cli.options import FILE, adapter_labels, fields, measured_adapter, read_inputs, unknown_label
 
 if TYPE_CHECKING:
-    pass
+    from models.tuning import TuneReport
 
 
 @click.command()
@@ -50,8 +51,28 @@ if TYPE_CHECKING:
     default=0.95,  # TuneTarget.confidence (models.tuning is a heavy import for --help)
     show_default=True,
     envvar="TRIAGE_TUNE_CONFIDENCE",
-    help="One-sided confidence that the target precision holds on new tickets (Wilson "
-    "lower bound on the tuning tickets); 0.5 takes the observed precision as it is.",
+    help="One-sided confidence that the target precision holds on new tickets: the "
+    "thresholds must pass a binomial test at 1 - confidence on held-out tickets that chose "
+    "nothing (Learn-then-Test).",
+)
+@click.option(
+    "--test-share",
+    type=float,
+    default=0.5,  # TuneTarget.test_share
+    show_default=True,
+    envvar="TRIAGE_TUNE_TEST_SHARE",
+    help="Share of the held-out tickets kept to test the chosen thresholds on; the rest "
+    "chooses the mix, the out-of-scope threshold and the candidate thresholds.",
+)
+@click.option(
+    "--out-of-scope-rate",
+    type=float,
+    default=0.05,  # TuneTarget.out_of_scope_rate
+    show_default=True,
+    envvar="TRIAGE_TUNE_OUT_OF_SCOPE_RATE",
+    help="Largest share of in-scope tickets sent to review as unlike every label (the "
+    "classifier's confidence times the similarity of the nearest ticket of its label too "
+    "low); 0 turns the check off.",
 )
 @click.option("--folds", type=int, default=5, show_default=True)
 def tune(**opts: Any) -> None:
@@ -82,20 +103,48 @@ def tune(**opts: Any) -> None:
             max_escalation=opts["max_escalation"],
             folds=opts["folds"],
             confidence=opts["confidence"],
+            test_share=opts["test_share"],
+            out_of_scope_rate=opts["out_of_scope_rate"] or None,
         )
         index_data = index_file.examples if index_file else None
         held_out = held_file.examples if held_file else None
         report = run_tune(adapter, s, index_data, target, held_out)
     except (TriageError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    p, cal = report.policy, report.calibration
-    click.echo(
-        f"policy written to {adapter / 'policy.json'}\n"
+    click.echo(describe(report, adapter))
+
+
+def describe(report: TuneReport, adapter: Path) -> str:
+    """What `triage tune` chose and why, for people: the operating point and its interval."""
+    p, cal, c = report.policy, report.calibration, report.certified
+    lines = [
+        f"policy written to {adapter / 'policy.json'}",
         f"  classifier_threshold {p.classifier_threshold:.4f}, retrieval_threshold "
         f"{p.retrieval_threshold:.4f}, classifier_weight {p.classifier_weight}, "
-        f"vote_temperature {p.vote_temperature}, neighbours {p.neighbours}\n"
-        f"  cross-validated: coverage {report.cv_coverage:.3f} at precision "
-        f"{report.cv_precision:.4f}; full-coverage accuracy {report.accuracy:.4f}\n"
-        f"  ECE raw {cal['ece_raw']:.4f}, temperature {cal['temperature']:.3f} -> "
-        f"{cal['ece_temperature']:.4f}, isotonic (out of fold) {cal['ece_isotonic_cv']:.4f}"
+        f"vote_temperature {p.vote_temperature}, neighbours {p.neighbours}",
+    ]
+    if c is not None:
+        lines.append(
+            f"  tested on {c.tickets} held-out tickets that chose nothing: coverage "
+            f"{c.coverage:.3f}, precision {c.precision:.4f} ({c.right}/{c.auto}), at least "
+            f"{c.lower:.4f} with {report.target.confidence:.0%} confidence (Clopper-Pearson; "
+            f"{c.tested} threshold pairs tested in order)"
+        )
+    lines.append(
+        f"  selection part, cross-validated: coverage {report.cv_coverage:.3f} at precision "
+        f"{report.cv_precision:.4f}; full-coverage accuracy {report.accuracy:.4f}"
     )
+    oos = report.out_of_scope
+    if p.scope_threshold is not None:
+        lines.append(
+            f"  out of scope under {p.scope_threshold:.3f} (confidence x nearest same-label "
+            f"similarity): flags "
+            f"{oos.get('flagged_test', float('nan')):.1%} of in-scope test tickets "
+            f"(asked: at most {report.target.out_of_scope_rate:.0%})"
+        )
+    if cal:
+        lines.append(
+            f"  ECE raw {cal['ece_raw']:.4f}, temperature {cal['temperature']:.3f} -> "
+            f"{cal['ece_temperature']:.4f}, isotonic (out of fold) {cal['ece_isotonic_cv']:.4f}"
+        )
+    return "\n".join(lines)
