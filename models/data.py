@@ -385,7 +385,10 @@ def _jsonl(
             continue
         if not isinstance(row, dict):
             kind = "an array" if isinstance(row, list) else f"a {type(row).__name__}"
-            problems.append(Problem(path, number, "not an object", f"is {kind}, not an object"))
+            detail = f"is {kind}, not an object"
+            if number == 1 and isinstance(row, list) and any(isinstance(r, dict) for r in row):
+                detail = "is a JSON array; write one JSON object per line (JSON lines)"
+            problems.append(Problem(path, number, "not an object", detail))
             continue
         yield number, row
 

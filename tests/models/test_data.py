@@ -95,6 +95,14 @@ def test_a_missing_column_is_one_problem_for_the_file(tmp_path: Path) -> None:
     ]
 
 
+def test_a_json_array_is_told_to_be_json_lines(tmp_path: Path) -> None:
+    path = tmp_path / "rows.json"
+    path.write_text('[{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]')
+    assert _problems(path) == [
+        f"{path}:1: is a JSON array; write one JSON object per line (JSON lines)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
