@@ -1,14 +1,16 @@
 """The one assembly of the served models from settings: the worker and `triage eval`/`tune` alike.
 
 `worker.resources` keeps what these build, once per process; `models.workbench` builds the same
-for eval and tune, so eval measures the worker's loading, batching and device choices. Heavy
-imports happen inside: importing this module loads no torch (a worker's parent must not).
+for eval and tune, so eval measures the worker's loading, batching, device and CPU inference
+choices. The classifier and the embedder of one tokenizer share a `SharedTokens`: the first pass
+tokenises each ticket once for both. Heavy imports happen inside: importing this module loads no
+torch (a worker's parent must not).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,29 +26,33 @@ if TYPE_CHECKING:
     from models.classifier import Batching, Classifier
     from models.embedder import Embedder
     from models.index import TicketIndex
-
-#: Texts per embedder pass on a CPU (see `load_embedder`).
-CPU_EMBED_BATCH = 16
+    from models.tokens import SharedTokens
 
 
-def batching(s: ModelSettings) -> Batching:
-    """How the served classifiers batch (`Classifier.load` and `AdapterSet` alike)."""
-    from models.classifier import Batching
+def batching(s: ModelSettings, max_length: int | None = None) -> Batching:
+    """How the served classifiers and the embedder batch (`Classifier.load`, `AdapterSet`): at
+    most `max_length` tokens a ticket, else the settings', else `TRAINED_MAX_LENGTH`."""
+    from models.classifier import TRAINED_MAX_LENGTH, Batching
 
     return Batching(
-        max_length=s.max_length,
+        max_length=s.max_length or max_length or TRAINED_MAX_LENGTH,
         batch_size=s.batch_size,
         max_batch_tokens=s.max_batch_tokens or None,  # 0 in the settings: no cap
     )
 
 
 def load_classifier(adapter_dir: Path, s: ModelSettings) -> Classifier:
-    """One task's adapter on its base, merged: a process serving one adapter runs it merged
-    (faster, same predictions; `Classifier.merge_adapter`)."""
-    from models.classifier import Classifier
+    """One task's adapter on its base, merged (faster, same predictions), reading as many
+    tokens as it was trained on unless the settings say, run as ``cpu_inference`` says."""
+    from models.classifier import MEAN_POOL, Classifier, read_meta, trained_max_length
 
-    clf = Classifier.load(adapter_dir, device=s.device, batching=batching(s))
+    cut = batching(s, trained_max_length(adapter_dir))
+    clf = Classifier.load(adapter_dir, device=s.device, batching=cut)
+    if read_meta(adapter_dir)["head"] == MEAN_POOL:  # a decoder's tokenizer is its own
+        clf.tokens = shared_tokens(clf.base_model)
+        clf.tokens.widen(cut.max_length)
     clf.merge_adapter()
+    clf.use_inference(s.cpu_inference, s.model_cache)
     return clf
 
 
@@ -91,15 +97,37 @@ def adapter_set_models(adapters: AdapterSet, task: str) -> TaskModels:
 
 def load_embedder(s: ModelSettings) -> Embedder:
     """The retrieval embedder, on the classifier's device (a GPU worker must not embed on its
-    CPU); on a CPU in narrower batches."""
+    CPU), batched as the classifier (so the first pass plans batches once for both)."""
     from models.base_models import pick_device
     from models.embedder import Embedder
 
-    device = pick_device(s.device)
-    # sentence-transformers pads each batch to its longest text: on a CPU, narrower batches pad
-    # far less (64 Banking77 tickets: 17 ms each in one batch, 8 in batches of 16, 2 cores).
-    batch = s.batch_size if device.type == "cuda" else min(s.batch_size, CPU_EMBED_BATCH)
-    return Embedder(s.embedder, device=str(device), batch_size=batch)
+    cut = batching(s)
+    return Embedder(
+        s.embedder,
+        device=str(pick_device(s.device)),
+        batch_size=cut.batch_size,
+        max_batch_tokens=cut.max_batch_tokens,
+        inference=s.cpu_inference,
+        cache_dir=s.model_cache,
+        tokens=shared_tokens(s.embedder),
+    )
+
+
+def shared_tokens(base_model: str) -> SharedTokens:
+    """This process's `SharedTokens` of the tokenizer of `base_model` (a stable name or a path):
+    the classifier and the embedder of one base get the same one."""
+    from models.base_models import resolve_base_model
+
+    return _shared_tokens(str(resolve_base_model(base_model)))
+
+
+@lru_cache
+def _shared_tokens(path: str) -> SharedTokens:
+    from transformers import AutoTokenizer
+
+    from models.tokens import SharedTokens
+
+    return SharedTokens(AutoTokenizer.from_pretrained(path))
 
 
 def open_index(s: ModelSettings) -> TicketIndex:

@@ -2,12 +2,13 @@
 
 `plan_batches` groups tickets of neighbouring lengths, within a ticket count and a padded-token
 budget (the GPU's memory), trading padding against the fixed cost of one more pass;
-`logits_of_token_ids` runs those batches (what the classifier, the adapter set and bench/ call).
+`outputs_of_token_ids` runs them through any `models.inference.Run` (the served classifier and
+embedder), `logits_of_token_ids` through a torch SEQ_CLS model (training, the adapter set).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,30 +37,57 @@ def logits_of_token_ids(
 
     bf16 autocast on CUDA, `inference_mode`; each batch is padded to its own longest ticket only.
     """
-    lengths = [len(ids) for ids in token_ids]
     batches = plan_batches(
-        lengths,
+        [len(ids) for ids in token_ids],
         batch_size=batch_size,
         max_batch_tokens=max_batch_tokens,
         overhead_tokens=overhead_tokens,
     )
-    out: list[torch.Tensor] = []
+
+    def run(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device.type, enabled=device.type == "cuda", dtype=torch.bfloat16):
+            logits: torch.Tensor = model(
+                input_ids=ids.to(device), attention_mask=mask.to(device)
+            ).logits
+        return logits.float().cpu()
+
     was_training = model.training
     model.eval()
-    with (
-        torch.inference_mode(),
-        torch.autocast(device.type, enabled=device.type == "cuda", dtype=torch.bfloat16),
-    ):
+    try:
+        return outputs_of_token_ids(
+            run,
+            token_ids,
+            batches,
+            pad_id=pad_id,
+            width=model.config.num_labels,
+            left_pad=left_pad,
+        )
+    finally:
+        model.train(was_training)
+
+
+def outputs_of_token_ids(
+    run: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    token_ids: Sequence[Sequence[int]],
+    batches: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    width: int,
+    left_pad: bool = False,
+) -> npt.NDArray[np.float32]:
+    """`run` over `batches` (indices of `token_ids`, from `plan_batches`), each padded to its own
+    longest ticket; the rows (`width` wide) come back in the order of `token_ids`."""
+    out: list[torch.Tensor] = []
+    with torch.inference_mode():
         for batch in batches:
             ids, mask = pad_batch([token_ids[i] for i in batch], pad_id, left_pad=left_pad)
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            out.append(logits.float().cpu())
-    model.train(was_training)
-    n_labels = model.config.num_labels if not out else out[0].shape[1]
-    logits = torch.cat(out) if out else torch.empty(0, n_labels)
+            out.append(run(ids, mask).float())
+    if not out:
+        return np.zeros((0, width), dtype=np.float32)
+    rows = torch.cat(out)
     order = [i for batch in batches for i in batch]
-    restored = torch.empty_like(logits)
-    restored[torch.tensor(order, dtype=torch.long)] = logits
+    restored = torch.empty_like(rows)
+    restored[torch.tensor(order, dtype=torch.long)] = rows
     result: npt.NDArray[np.float32] = restored.numpy()
     return result
 

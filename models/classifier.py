@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +25,21 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from models import truncation
 from models.base_models import pick_device, pick_dtype, resolve_base_model
-from models.batches import PASS_OVERHEAD_TOKENS, logits_of_token_ids
+from models.batches import PASS_OVERHEAD_TOKENS, logits_of_token_ids, outputs_of_token_ids
+from models.inference import CpuInference, LogitsOf, MeanPooled, Run, build_run, torch_run
+from models.tokens import SharedTokens
 from producer.errors import LabelSetError, ModelError
 from producer.labelset import LabelSet
+
+logger = logging.getLogger(__name__)
 
 META_FILE = "triage_adapter.json"
 LABELS_FILE = "labels.json"
 META_FORMAT = 1
+#: What a classifier reads when its adapter's metadata does not say (adapters of before it did).
+TRAINED_MAX_LENGTH = 128
 MEAN_POOL = "mean_pool"
 LAST_TOKEN = "sequence_classification"
 #: Encoder-only model types that get the mean-pool head.
@@ -90,6 +98,10 @@ class Classifier:
         self.temperature = temperature
         self.device = device
         self.batching = batching
+        #: Token ids, shared with the embedder when `models.assembly` gives both the same.
+        self.tokens = SharedTokens(tokenizer, batching.max_length)
+        self.inference: CpuInference = "fp32"
+        self._run: Run | None = None
 
     @classmethod
     def load(
@@ -143,11 +155,46 @@ class Classifier:
         if hasattr(self.model, "merge_and_unload"):
             self.model = self.model.merge_and_unload()
             self.model.eval()
+            self._run = None
+
+    def use_inference(self, inference: CpuInference, cache_dir: Path) -> None:
+        """Run the merged mean-pool model as `inference` says on a CPU (`models.inference`);
+        an ONNX export goes to `cache_dir`, named by the adapter's version. Other heads, an
+        unmerged adapter and a GPU stay as they are (torch, the device's dtype)."""
+        if not isinstance(self.model, MeanPoolClassifier):
+            if inference != "fp32" and self.device.type == "cpu":
+                logger.warning(
+                    "%s runs fp32: %s needs a merged mean-pool head", self.version, inference
+                )
+            return
+        module = MeanPooled(self.model.encoder, self.model.classifier)
+        name = self.version.replace("@", "-")
+        self._run = build_run(
+            module,
+            inference=inference,
+            device=self.device,
+            cache_file=cache_dir / f"classifier-{name}.int8.onnx",
+        )
+        self.inference = inference if self.device.type == "cpu" else "fp32"
 
     def predict_logits(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Raw (uncalibrated) logits, shape (len(texts), len(labels)), in the order given."""
-        return predict_logits(
-            self.model, self.tokenizer, texts, device=self.device, batching=self.batching
+        b = self.batching
+        ids = self.tokens.encode(texts, b.max_length)
+        batches = self.tokens.plan(
+            ids,
+            batch_size=b.batch_size,
+            max_batch_tokens=b.max_batch_tokens,
+            overhead_tokens=PASS_OVERHEAD_TOKENS.get(self.device.type),
+        )
+        run = self._run or torch_run(LogitsOf(self.model), self.device)
+        return outputs_of_token_ids(
+            run,
+            ids,
+            batches,
+            pad_id=self.tokens.pad_id,
+            width=len(self.labels),
+            left_pad=self.tokens.left_pad,
         )
 
     def predict_proba(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
@@ -244,18 +291,15 @@ def predict_logits(
 ) -> npt.NDArray[np.float32]:
     """Batched forward passes over `texts`; logits come back in the order given.
 
-    The texts are tokenised in one call (no padding, at most `max_length` tokens), then grouped
+    The texts are tokenised in one call (`truncation.encode`: at most `max_length` tokens, head
+    and tail of a longer text), then grouped
     by length (`plan_batches`) into batches of at most `batch_size` tickets and, when
     `max_batch_tokens` is set, at most that many padded tokens: batch size follows ticket length,
     so long tickets cannot exhaust GPU memory and short ones still fill a wide batch, and one
     long ticket does not pad a batch of short ones (on 2 cores, 64 Banking77 tickets ran 2.5x
     faster cut by length than as one batch).
     """
-    ids = (
-        tokenizer(list(texts), truncation=True, max_length=batching.max_length)["input_ids"]
-        if texts
-        else []
-    )
+    ids = truncation.encode(tokenizer, texts, batching.max_length)
     return logits_of_token_ids(
         model,
         ids,
@@ -287,6 +331,13 @@ def read_meta(adapter_dir: Path) -> dict[str, Any]:
     if not (adapter_dir / "adapter_config.json").is_file():
         raise ModelError(f"{adapter_dir} has no adapter_config.json; retrain: {fix}")
     return dict(meta)
+
+
+def trained_max_length(adapter_dir: Path) -> int:
+    """The ``max_length`` the adapter was trained with (what it should serve with)."""
+    config = read_meta(adapter_dir).get("config")
+    value = config.get("max_length") if isinstance(config, dict) else None
+    return int(value) if isinstance(value, int) and value > 0 else TRAINED_MAX_LENGTH
 
 
 def adapter_version(adapter_dir: Path) -> str:

@@ -34,14 +34,20 @@ class ModelSettings(BaseSettings):
     adapters: dict[str, Path] = Field(default_factory=dict)
     #: ``auto`` uses CUDA (bf16) when present, else the CPU (fp32).
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    #: Longest ticket the classifier reads, in tokens (longer ones are truncated).
-    max_length: int = Field(default=128, ge=8, le=8192)
+    #: Longest ticket the classifier reads, in tokens (longer ones lose their middle: head and
+    #: tail kept); unset: the length the adapter was trained with (its ``config.max_length``).
+    max_length: int | None = Field(default=None, ge=8, le=8192)
     #: Tickets per forward pass.
     batch_size: int = Field(default=64, ge=1, le=4096)
     #: Padded tokens per forward pass (tickets x longest ticket of the batch), 0 for no cap. The
     #: batch size then follows ticket length: a batch of long tickets stays within GPU memory,
     #: short ones still fill `batch_size`. On a GPU raise `batch_size` and let this bind.
     max_batch_tokens: int = Field(default=16384, ge=0)
+
+    #: How the classifier and the embedder run on a CPU: ``onnx`` (ONNX Runtime, int8 weights,
+    #: exported once per adapter version under ``<data_dir>/cache/onnx``), ``int8`` (torch's
+    #: dynamic quantisation) or ``fp32``. A GPU always runs torch (bf16 classifier).
+    cpu_inference: Literal["onnx", "int8", "fp32"] = "onnx"
 
     #: Sentence-transformers model for retrieval (same name rules as `base_model`).
     embedder: str = PACKAGED_MINILM
@@ -120,6 +126,11 @@ class ModelSettings(BaseSettings):
             return self.labels[task]
         except KeyError:
             raise KeyError(f"no label set for task {task!r}; set TRIAGE_LABELS") from None
+
+    @property
+    def model_cache(self) -> Path:
+        """Where ONNX exports of the served models are kept (rebuilt when missing)."""
+        return self.data_dir / "cache" / "onnx"
 
     @property
     def qdrant_path(self) -> Path:

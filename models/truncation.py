@@ -69,6 +69,24 @@ def encode(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[i
     ]
 
 
+def recut(tokenizer: Any, ids: Sequence[int], max_length: int) -> list[int]:
+    """`encode`'s ids of a text cut again to `max_length` (special tokens kept), head and tail.
+
+    A head-and-tail cut of a head-and-tail cut at a longer length is the same as the one cut:
+    the shorter head and tail lie inside the longer ones. So a text tokenised once for the
+    longest reader serves the shorter ones too (`models.tokens`).
+    """
+    if len(ids) <= max_length:
+        return list(ids)
+    prefix, suffix = _specials(tokenizer)
+    room = max(1, max_length - prefix - suffix)
+    return [
+        *ids[:prefix],
+        *head_tail(ids[prefix : len(ids) - suffix], room),
+        *ids[len(ids) - suffix :],
+    ]
+
+
 def token_lengths(tokenizer: Any, texts: Sequence[str], ceiling: int) -> list[int]:
     """Each text's length in tokens (special tokens included), counted up to `ceiling` + 1."""
     pre = [cut_chars(t, (ceiling + 1) * CHARS_PER_TOKEN) for t in texts]

@@ -118,8 +118,11 @@ def test_eval_loads_with_the_workers_device_batching_and_merged_adapter(
         worker_embedder.device,
         worker_embedder.batch_size,
     )
-    if clf.device.type == "cpu":  # narrower embedder batches on a CPU (eval used 64)
-        assert m.embedder.batch_size == assembly.CPU_EMBED_BATCH
+    # The embedder batches as the classifier (the first pass plans one cut for both), and runs
+    # as the settings say: eval measures the worker's variant.
+    assert (m.embedder.batch_size, m.embedder.max_batch_tokens) == (32, 96)
+    assert m.embedder.tokens is clf.tokens
+    assert m.embedder.inference == clf.inference == worker_embedder.inference
 
 
 def _clear_resources() -> None:

@@ -1,0 +1,72 @@
+"""One tokenisation and one cut into batches per ticket, for the classifier and the embedder.
+
+The cascade's first pass calls the classifier, then the embedder, on the same list of texts; on
+MiniLM both read with the same tokenizer. Whichever comes first encodes the texts here
+(`truncation.encode`, at the longer of the two readers' lengths: the other's cut is `recut` of
+it) and plans the batches by length; the second finds both. One entry each: the next batch of
+tickets replaces them, so nothing grows with traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from models import truncation
+from models.batches import plan_batches
+
+
+class SharedTokens:
+    """Token ids (and batch plans) of the latest texts, for every reader of one tokenizer."""
+
+    def __init__(self, tokenizer: Any, max_length: int = 8) -> None:
+        self.tokenizer = tokenizer
+        self.pad_id: int = tokenizer.pad_token_id
+        self.left_pad = getattr(tokenizer, "padding_side", "right") == "left"
+        #: The longest reader's length: texts are encoded at it once.
+        self.max_length = max_length
+        self._ids: tuple[tuple[str, ...], int, list[list[int]]] | None = None
+        self._plan: tuple[tuple[Any, ...], list[list[int]]] | None = None
+
+    def widen(self, max_length: int) -> None:
+        """Make room for a reader of `max_length` tokens (at load, before serving)."""
+        self.max_length = max(self.max_length, max_length)
+
+    def encode(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        """`truncation.encode(tokenizer, texts, max_length)`, tokenised once for all readers."""
+        self.widen(max_length)
+        key = tuple(texts)
+        entry = self._ids  # one read: another thread may replace it meanwhile
+        if entry is None or entry[1] != self.max_length or entry[0] != key:
+            entry = (key, self.max_length, truncation.encode(self.tokenizer, key, self.max_length))
+            self._ids = entry
+        ids = entry[2]
+        if max_length >= entry[1]:
+            return ids
+        return [truncation.recut(self.tokenizer, row, max_length) for row in ids]
+
+    def plan(
+        self,
+        token_ids: Sequence[Sequence[int]],
+        *,
+        batch_size: int,
+        max_batch_tokens: int | None,
+        overhead_tokens: int | None,
+    ) -> list[list[int]]:
+        """`plan_batches` of these ids' lengths, computed once for the same lengths and limits."""
+        key = (
+            tuple(len(ids) for ids in token_ids),
+            batch_size,
+            max_batch_tokens,
+            overhead_tokens,
+        )
+        entry = self._plan
+        if entry is None or entry[0] != key:
+            batches = plan_batches(
+                key[0],
+                batch_size=batch_size,
+                max_batch_tokens=max_batch_tokens,
+                overhead_tokens=overhead_tokens,
+            )
+            entry = self._plan = (key, batches)
+        return entry[1]
