@@ -51,6 +51,14 @@ def fields(fn: F) -> F:
     return click.option("--text-field", default="text", show_default=True)(fn)
 
 
+#: What each `--unknown-label` choice does, for its help and for the hint of an error.
+_UNKNOWN_MEANING = {
+    "error": "stop, listing every such row",
+    "skip": "leave those rows out",
+    "out-of-scope": "keep them apart as out-of-scope tickets",
+}
+
+
 def unknown_label(choices: Sequence[str] = UNKNOWN_CHOICES) -> Callable[[F], F]:
     """`--unknown-label`: what a row whose label is outside the label set means."""
     return click.option(
@@ -59,9 +67,8 @@ def unknown_label(choices: Sequence[str] = UNKNOWN_CHOICES) -> Callable[[F], F]:
         default="error",
         show_default=True,
         envvar="TRIAGE_UNKNOWN_LABEL",
-        help="A row whose label is not in the label set: stop with the list of such rows, "
-        "skip it"
-        + (", or keep it apart as an out-of-scope ticket" if "out-of-scope" in choices else "")
+        help="Rows whose label is not in the label set: "
+        + "; ".join(f"{c}: {_UNKNOWN_MEANING[c]}" for c in choices)
         + ".",
     )
 
@@ -105,8 +112,8 @@ def _unknown_label_hint() -> str:
     option = next((p for p in params if p.name == "unknown_label"), None)
     if option is None or not isinstance(option.type, click.Choice):
         return ""
-    what = {"skip": "leave those rows out", "out-of-scope": "keep them apart as out-of-scope"}
-    ways = [f"--unknown-label {c} ({what[c]})" for c in option.type.choices if c in what]
+    choices = [str(c) for c in option.type.choices if c != "error"]
+    ways = [f"--unknown-label {c} ({_UNKNOWN_MEANING[c]})" for c in choices]
     return ", or pass " + " or ".join(ways)
 
 
