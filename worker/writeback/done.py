@@ -97,18 +97,21 @@ def outcomes(r: redis.Redis, live: list[Item]) -> None:
 
 
 def release(r: redis.Redis, batch: Sequence[Item], token: str) -> None:
-    """`finish`, when the run ends early: a Redis error is logged, not raised (the leases
-    expire by themselves)."""
+    """`finish`, when the run ends early: tried once (the error that ended it may have been a
+    wait for Redis already), and a Redis error is logged, not raised (the leases expire by
+    themselves)."""
     try:
-        finish(r, batch, token)
+        _gate(r, batch, token, "", patient=False)
     except redis.RedisError:
         log.warning("could not release %d leases; they expire by themselves", len(batch))
 
 
-def _gate(r: redis.Redis, items: Sequence[Item], token: str, name: str) -> list[list[int | str]]:
+def _gate(
+    r: redis.Redis, items: Sequence[Item], token: str, name: str, *, patient: bool = True
+) -> list[list[int | str]]:
     """One `decide.GATE` call over `items`: record what they did since the last call, then gate
     target `name` (or, with none, release the leases). Recorded outcomes are side effects that
-    happened: a Redis blip is waited out then, as in `record`."""
+    happened: a Redis blip is waited out then, as in `record` (unless not `patient`)."""
     if not items:
         return []
     rows: list[list[object]] = []
@@ -132,7 +135,7 @@ def _gate(r: redis.Redis, items: Sequence[Item], token: str, name: str) -> list[
         return cast(list[list[int | str]], json.loads(reply) if reply else [])
 
     recording = sum(len(item.unrecorded) for item in items)
-    if not recording:
+    if not (recording and patient):
         return call()
     verdicts = wait_out(
         call,

@@ -22,13 +22,14 @@ class Index:
     name = "index"
 
     def may_act(self, item: Item) -> bool:
-        return True
+        """A label to learn, with its vector or a person's (embedded here)."""
+        labelled = item.result.status == "labelled" and bool(item.result.label)
+        return labelled and bool(item.vector.size or _set_by(item) == "human")
 
     def write(self, r: redis.Redis, todo: list[Item], deadline: float) -> None:
         learn: list[Item] = []
         for item in todo:
-            labelled = item.result.status == "labelled" and item.result.label
-            if labelled and (item.vector.size or _set_by(item) == "human"):
+            if self.may_act(item):
                 learn.append(item)
             else:
                 item.outcomes[self.name] = "skipped"
