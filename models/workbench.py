@@ -114,8 +114,9 @@ def labelled_index(
         for t, ex in ((tuning_ticket(i, ex.text), ex) for i, ex in enumerate(tuning))
     ]
     with progress("indexing", len(rows)) as step:
-        for start in range(0, len(rows), 512):
-            chunk = rows[start : start + 512]
+        # Small chunks: a progress line at least every few seconds even on a busy machine.
+        for start in range(0, len(rows), 128):
+            chunk = rows[start : start + 128]
             index.upsert(task, chunk, embedder.embed([r.text for r in chunk]))
             step.advance(len(chunk))
     log.info(
