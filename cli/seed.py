@@ -102,8 +102,8 @@ def seed(**opts: Any) -> None:
     )
     if report.conflicts:
         click.echo(
-            f"warning: {report.conflicts:,} texts appear with more than one label; each keeps "
-            "its last row's label",
+            "warning: texts seen with more than one label (each keeps its last row's): "
+            f"{report.conflicts:,}",
             err=True,
         )
 

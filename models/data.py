@@ -99,19 +99,19 @@ class LabelledFile:
         out = []
         if self.cut:
             out.append(
-                f"{self.path}: {self.cut:,} texts longer than {MAX_TEXT_CHARS:,} characters "
-                "(a ticket body's limit) were cut to their head and tail"
+                f"{self.path}: texts over {MAX_TEXT_CHARS:,} characters (a ticket body's limit) "
+                f"cut to their head and tail: {self.cut:,}"
             )
         if self.skipped:
             out.append(
-                f"{self.path}: left out {sum(self.skipped.values()):,} rows with labels "
-                f"outside the label set: {_top(self.skipped)}"
+                f"{self.path}: rows left out for a label outside the label set: "
+                f"{sum(self.skipped.values()):,} ({_top(self.skipped)})"
             )
         if self.out_of_scope:
             by_label = Counter(ex.label for ex in self.out_of_scope)
             out.append(
-                f"{self.path}: {len(self.out_of_scope):,} rows with labels outside the label set "
-                f"kept as out-of-scope tickets: {_top(by_label)}"
+                f"{self.path}: rows kept apart as out-of-scope tickets (a label outside the "
+                f"label set): {len(self.out_of_scope):,} ({_top(by_label)})"
             )
         return out
 

@@ -102,7 +102,7 @@ def test_a_text_with_two_labels_keeps_the_last_and_says_so(task: Path, tmp_path:
     ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = _seed(data, "--unknown-label", "skip")
-    assert "1 texts appear with more than one label" in out
-    assert "left out 1 rows with labels outside the label set: 'Elsewhere' (1)" in out
+    assert "texts seen with more than one label (each keeps its last row's): 1" in out
+    assert "rows left out for a label outside the label set: 1 ('Elsewhere' (1))" in out
     assert _count() == 1
     assert _nearest("VPN unreachable")[0] == "Hardware"

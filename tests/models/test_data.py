@@ -154,7 +154,7 @@ def test_unknown_labels_skipped_or_kept_apart(tmp_path: Path) -> None:
     assert skipped.examples == [LabelledText("one", "a"), LabelledText("four", "b")]
     assert dict(skipped.skipped) == {"x": 2}
     assert skipped.notes() == [
-        f"{path}: left out 2 rows with labels outside the label set: 'x' (2)"
+        f"{path}: rows left out for a label outside the label set: 2 ('x' (2))"
     ]
     apart = read_checked(path, "text", "label", labels={"a", "b"}, unknown="out-of-scope")
     assert apart.examples == skipped.examples
@@ -174,7 +174,10 @@ def test_fields_of_any_size_are_read_and_cut_to_the_ticket_limit(tmp_path: Path)
     assert CUT_MARK in found.examples[0].text
     assert found.examples[1].text == "short"
     assert found.cut == 1
-    assert "1 texts longer than 50,000 characters" in found.notes()[0]
+    assert found.notes() == [
+        f"{path}: texts over 50,000 characters (a ticket body's limit) cut to their head and "
+        "tail: 1"
+    ]
 
 
 def test_several_text_fields_are_joined_and_labels_stripped(tmp_path: Path) -> None:
