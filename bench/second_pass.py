@@ -37,8 +37,13 @@ from producer.schemas import Ticket
 def main(argv: Sequence[str] | None = None) -> int:
     parser = arguments(__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--model-weights", default="1,0.5,0")
+    parser.add_argument(
+        "--index-rows", type=int, default=None, help="index only N labelled rows (at random)"
+    )
     args = parser.parse_args(argv)
     index_rows = read(args.index_data, args)
+    if args.index_rows:  # fewer people's labels: the model's written-back ones weigh more
+        index_rows = random.Random(args.seed).sample(index_rows, args.index_rows)
     test = read(args.test, args)[: args.limit]
     models = load_models(args, index_rows)
     tickets = [Ticket(id=f"t-{i}", source="second-pass", body=r.text) for i, r in enumerate(test)]

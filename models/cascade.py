@@ -219,7 +219,13 @@ def first_pass(
         )
         mixed = mix(clf, vote, policy.classifier_weight)
         clf_top, mixed_top = int(clf.argmax()), int(mixed.argmax())
-        scope = scope_score(found[i], names[clf_top], task.labels, float(clf[clf_top]))
+        scope = scope_score(
+            found[i],
+            names[clf_top],
+            task.labels,
+            float(clf[clf_top]),
+            model_weight=policy.model_weight,
+        )
         trace = [
             StageTrace(
                 stage="classifier",

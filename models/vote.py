@@ -44,16 +44,24 @@ def neighbour_vote(
 
 
 def scope_score(
-    neighbours: Sequence[Neighbour], label: str, labels: LabelSet, confidence: float = 1.0
+    neighbours: Sequence[Neighbour],
+    label: str,
+    labels: LabelSet,
+    confidence: float = 1.0,
+    *,
+    model_weight: float = 1.0,
 ) -> float | None:
     """How well the labels cover a ticket the classifier calls `label` with `confidence`: that
     confidence times the cosine similarity of the nearest neighbour with that label (0 when none
     of the neighbours has it); None when no neighbour is usable (an empty index: nothing to
     judge by). Either alone misses tickets the other catches: of the Banking77 tickets whose
     labels were left out yet auto-labelled, flagging 3% of in-scope ones caught 47% with the
-    product, 21% with the similarity alone, 28% with the confidence alone.
+    product, 21% with the similarity alone, 28% with the confidence alone. The neighbours are
+    those the vote counts: with `model_weight` 0, people's labels only.
     """
-    usable = [n for n in neighbours if n.label in labels]
+    usable = [
+        n for n in neighbours if n.label in labels and (n.set_by == "human" or model_weight > 0)
+    ]
     if not usable:
         return None
     return confidence * max((n.score for n in usable if n.label == label), default=0.0)

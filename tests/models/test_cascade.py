@@ -253,4 +253,7 @@ def test_the_model_weight_keeps_the_cascades_own_labels_from_outvoting_people() 
     )
     assert scope_score(neighbours, "b", LABELS) == pytest.approx(0.8)
     assert scope_score(neighbours, "b", LABELS, 0.5) == pytest.approx(0.4)
+    assert scope_score(neighbours, "a", LABELS) == pytest.approx(0.9)
+    assert scope_score(neighbours, "a", LABELS, model_weight=0.0) == 0.0  # people's only
+    assert scope_score(only_models, "a", LABELS, model_weight=0.0) is None
     assert scope_score(neighbours, "c", LABELS) == 0.0 and scope_score([], "a", LABELS) is None
