@@ -340,7 +340,7 @@ def certify(selection: Signals, test: Signals, target: TuneTarget) -> Certified:
         lower = clopper_pearson_lower(right, auto, target.confidence)
         accepted = Certified(classifier, retrieval, len(test.clf_conf), auto, right, lower, tested)
     if accepted is None:
-        best = reachable(_merge(selection, test), target.confidence)
+        best = reachable(test, target.confidence)
         shown = "; ".join(
             f"coverage {b['coverage']:.2f}: precision >= {b['lower']:.4f} "
             f"(observed {b['precision']:.4f})"
@@ -348,10 +348,11 @@ def certify(selection: Signals, test: Signals, target: TuneTarget) -> Certified:
         )
         raise Unreachable(
             f"no thresholds reach precision {target.precision} with {target.confidence:.0%} "
-            f"confidence on these {len(selection.clf_conf) + len(test.clf_conf)} held-out "
-            f"tickets (the first of {len(path)} candidate pairs failed). Best reachable, "
-            f"lower bound at that confidence: {shown or 'nothing'}. Ask for a lower "
-            "--precision or --confidence, or tune on more held-out tickets (--held-out)",
+            f"confidence: the first of {len(path)} candidate pairs failed on the "
+            f"{len(test.clf_conf)} test tickets (of {len(selection.clf_conf) + len(test.clf_conf)}"
+            f" held out). Best reachable there, lower bound at that confidence: "
+            f"{shown or 'nothing'}. Ask for a lower --precision or --confidence, or tune on more "
+            "held-out tickets (--held-out)",
             best,
         )
     return Certified(
@@ -556,17 +557,6 @@ def _grid(confidence: np.ndarray, size: int = 60) -> np.ndarray:
 def _subset(s: Signals, mask: np.ndarray) -> Signals:
     scope = None if s.scope is None else s.scope[mask]
     return Signals(s.clf_conf[mask], s.clf_ok[mask], s.mix_conf[mask], s.mix_ok[mask], scope)
-
-
-def _merge(a: Signals, b: Signals) -> Signals:
-    scope = None if a.scope is None or b.scope is None else np.concatenate([a.scope, b.scope])
-    return Signals(
-        np.concatenate([a.clf_conf, b.clf_conf]),
-        np.concatenate([a.clf_ok, b.clf_ok]),
-        np.concatenate([a.mix_conf, b.mix_conf]),
-        np.concatenate([a.mix_ok, b.mix_ok]),
-        scope,
-    )
 
 
 def _score(coverage: float, precision: float, target: TuneTarget) -> tuple[float, float]:
