@@ -90,7 +90,7 @@ if TYPE_CHECKING:
     "--learning-rate",
     "--lr",
     type=float,
-    default=1e-3,
+    default=2e-3,
     show_default=True,
     envvar="TRIAGE_TRAIN_LEARNING_RATE",
 )
@@ -105,7 +105,21 @@ if TYPE_CHECKING:
     help="Comma-separated module names LoRA wraps [default: per model type].",
 )
 @click.option(
-    "--max-length", type=int, default=64, show_default=True, envvar="TRIAGE_TRAIN_MAX_LENGTH"
+    "--max-length",
+    type=click.IntRange(8, 8192),
+    default=None,
+    envvar="TRIAGE_TRAIN_MAX_LENGTH",
+    help="Tokens per text; longer texts keep their head and tail [default: picked from the "
+    "data, so that 95% of the texts fit whole; the adapter is served with it].",
+)
+@click.option(
+    "--train-layers",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    envvar="TRIAGE_TRAIN_LAYERS",
+    help="Encoder layers LoRA trains, from the top; the frozen ones below run once per text, "
+    "not per epoch (the model's layer count or more: every layer).",
 )
 @click.option(
     "--batch-size", type=int, default=32, show_default=True, envvar="TRIAGE_TRAIN_BATCH_SIZE"
@@ -146,7 +160,6 @@ def train(**opts: Any) -> None:
     """
     from models.settings import get_settings
     from producer.errors import TriageError
-    from producer.labelset import LabelSet
 
     # Epoch lines (loss, held-out accuracy) go to stderr: useful when the bar is off (no TTY).
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -156,15 +169,7 @@ def train(**opts: Any) -> None:
         raise click.UsageError("give --split-field or --eval-data, not both")
     try:
         labels = opts["labels_path"] or s.labels_path(task)
-        # Every row of both files checked before the model loads.
-        data, eval_data = read_inputs(
-            opts["data"],
-            opts["eval_data"],
-            opts=opts,
-            labels=LabelSet.load(labels).names,
-            split_field=opts["split_field"],
-        )
-        assert data is not None
+        data, eval_data = _read(opts, labels)
         examples = data.examples
         held_out = eval_data.examples if eval_data else None
         # torch comes with models.training: a bad file is reported before seconds of imports.
@@ -187,6 +192,7 @@ def train(**opts: Any) -> None:
             patience=opts["patience"],
             learning_rate=opts["learning_rate"],
             max_length=opts["max_length"],
+            train_layers=opts["train_layers"],
             batch_size=opts["batch_size"],
             seed=opts["seed"],
             device=opts["device"] or s.device,
@@ -206,6 +212,35 @@ def train(**opts: Any) -> None:
         f"  trained in {report.train_time_s:.0f} s ({report.examples_per_s:.0f} examples/s)\n"
         f"next: {_tune_line(opts, report.out_dir)}"
     )
+
+
+def _read(opts: dict[str, Any], labels: Path) -> tuple[LabelledFile, LabelledFile | None]:
+    """--data and --eval-data, every row checked against the label set before the model loads;
+    a label set that cannot be read is reported beside the files' own problems."""
+    from producer.errors import LabelSetError
+    from producer.labelset import LabelSet
+
+    broken: LabelSetError | None = None
+    try:
+        names: list[str] | None = LabelSet.load(labels).names
+    except LabelSetError as exc:
+        names, broken = None, exc
+    try:
+        data, eval_data = read_inputs(
+            opts["data"],
+            opts["eval_data"],
+            opts=opts,
+            labels=names,
+            split_field=opts["split_field"],
+        )
+    except click.ClickException as exc:
+        if broken is not None:
+            exc.message += f"\n{broken}"
+        raise
+    if broken is not None:
+        raise broken
+    assert data is not None
+    return data, eval_data
 
 
 def _tune_line(opts: dict[str, Any], adapter: Path) -> str:

@@ -1,9 +1,14 @@
 """Train a LoRA adapter for one label set, calibrate it, and save it atomically.
 
-`train(config, out_dir)` holds out a stratified split, trains LoRA (peft SEQ_CLS, the head in
-``modules_to_save``) with AdamW, warm-up and linear decay over length-grouped batches, keeps the
-epoch with the best held-out accuracy, fits a temperature on the held-out logits, and writes only
-the adapter, ``labels.json`` and ``triage_adapter.json`` (see `models.classifier`).
+`train(config, out_dir)` holds out a stratified split, picks the token length from the data
+(unless given; over-long texts are cut head and tail by `models.truncation.encode`, as the worker
+cuts them), trains LoRA (peft SEQ_CLS, the head in ``modules_to_save``) with AdamW, warm-up and
+linear decay over length-grouped batches, keeps the epoch with the best held-out accuracy, fits a
+temperature on the held-out logits, and writes only the adapter, ``labels.json``,
+``triage_adapter.json`` (see `models.classifier`) and the held-out split (`HELDOUT_FILE`).
+
+On an encoder, LoRA trains the top `TrainConfig.train_layers` layers only: the frozen layers
+below run once per text (`models.layer_cache`), not once per epoch.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,25 +35,34 @@ import torch
 
 from models import calibration
 from models.base_models import pick_device
+from models.batches import PASS_OVERHEAD_TOKENS, logits_of_token_ids
 from models.classifier import (
     LABELS_FILE,
     META_FILE,
     META_FORMAT,
-    Batching,
     adapter_version,
     build_model,
     default_head,
-    predict_logits,
 )
-from models.data import LabelledText, write_labelled
+from models.data import LabelledText, read_labelled, write_labelled
 from models.drift import confidence_histogram
+from models.layer_cache import Features, TopLayers, layer_count
+from models.progress import progress as progress_of
 from models.settings import PACKAGED_MINILM
+from models.truncation import encode, pick_max_length, share_cut, token_lengths
 from producer.labelset import LabelSet
 
 logger = logging.getLogger(__name__)
 
-#: The held-out examples (JSONL), saved next to the adapter for `triage tune`.
+#: The held-out examples, saved next to the adapter for `triage tune`: JSON lines with the keys
+#: ``text`` and ``label`` (`HELDOUT_LABEL_FIELD`) whatever the training file called its columns.
+#: Read it with `read_heldout`.
 HELDOUT_FILE = "heldout.jsonl"
+HELDOUT_LABEL_FIELD = "label"
+#: Share of the training texts a picked max_length keeps whole (the rest are cut head and tail).
+MAX_LENGTH_SHARE = 0.95
+#: Seconds between two progress lines off a terminal.
+PROGRESS_EVERY_S = 5.0
 
 #: LoRA targets by model type. Encoders: every linear layer (attention and feed-forward), which
 #: costs little on a 6-layer model and learns faster than query/value alone.
@@ -87,12 +103,19 @@ class TrainConfig:
     epochs: int = 4
     #: Early stopping: epochs without a better held-out accuracy before stopping.
     patience: int = 2
-    #: LoRA and a fresh head learn well at a higher rate than a full fine-tune (1e-4).
-    learning_rate: float = 1e-3
+    #: LoRA and a fresh head learn well at a higher rate than a full fine-tune (1e-4); with two
+    #: layers trained, 2e-3 (warm-up, then linear decay to zero over the epochs).
+    learning_rate: float = 2e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     batch_size: int = 32
-    max_length: int = 64
+    #: Tokens per text (special tokens included); None: picked from the training texts, the
+    #: smallest multiple of 8 that keeps `MAX_LENGTH_SHARE` of them whole (see `train`).
+    max_length: int | None = None
+    #: Encoder layers LoRA trains, counted from the top; the ones below are frozen and run once
+    #: per text (`models.layer_cache`): on MiniLM-L6, two of six make an epoch about 3x cheaper
+    #: (bench/RESULTS.md). None (or the layer count): every layer. Ignored for decoders.
+    train_layers: int | None = 2
     seed: int = 0
     device: str = "auto"
     #: CPU threads for torch during training; None: every core this process may use.
@@ -132,11 +155,22 @@ class TrainConfig:
         )
         for name in ("lora_r", "lora_alpha", "epochs", "batch_size", "patience"):
             _check(getattr(self, name) >= 1, name, getattr(self, name), ">= 1")
+        _check(
+            self.train_layers is None or self.train_layers >= 1,
+            "train_layers",
+            self.train_layers,
+            "None or >= 1",
+        )
         _check(0.0 <= self.lora_dropout < 1.0, "lora_dropout", self.lora_dropout, "in [0, 1)")
         _check(0.0 < self.learning_rate < 1.0, "learning_rate", self.learning_rate, "in (0, 1)")
         _check(self.weight_decay >= 0.0, "weight_decay", self.weight_decay, ">= 0")
         _check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio", self.warmup_ratio, "in [0, 1)")
-        _check(8 <= self.max_length <= 8192, "max_length", self.max_length, "in [8, 8192]")
+        _check(
+            self.max_length is None or 8 <= self.max_length <= 8192,
+            "max_length",
+            self.max_length,
+            "None or in [8, 8192]",
+        )
         _check(
             self.num_threads is None or self.num_threads >= 1,
             "num_threads",
@@ -176,13 +210,20 @@ class TrainReport:
     train_time_s: float
     #: Training examples per second over the optimiser steps (evaluation excluded).
     examples_per_s: float
+    #: Tokens per text the adapter was trained with (and is served with), and the share of the
+    #: training texts longer than that (cut head and tail).
+    max_length: int = 0
+    share_cut: float = 0.0
 
     def metrics(self) -> dict[str, float | int]:
         return {k: v for k, v in asdict(self).items() if k not in ("out_dir", "version")}
 
 
 def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> TrainReport:
-    """Train, calibrate and save an adapter to `out_dir` (replaced atomically if it exists)."""
+    """Train, calibrate and save an adapter to `out_dir` (replaced atomically if it exists).
+
+    `progress`: a bar on a terminal, else a log line every few seconds (loss, held-out accuracy).
+    """
     from peft import LoraConfig, TaskType, get_peft_model
 
     started = time.perf_counter()
@@ -195,7 +236,27 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> Tr
 
     head = config.head or default_head(config.base_model)
     model, tokenizer = build_model(config.base_model, len(labels), head, device)
+    ceiling = _length_ceiling(model)
+    lengths = token_lengths(tokenizer, [ex.text for ex in train_set], ceiling)
+    if config.max_length is None:
+        # Saved in the meta's config: the worker serves with the length training picked.
+        picked = pick_max_length(lengths, share=MAX_LENGTH_SHARE, ceiling=ceiling)
+        config = replace(config, max_length=picked)
+    assert config.max_length is not None
+    cut = share_cut(lengths, config.max_length)
+    logger.info(
+        "max length %d tokens: %.1f%% of the %d training texts are longer and cut head and tail",
+        config.max_length,
+        100 * cut,
+        len(lengths),
+    )
     targets = config.target_modules or DEFAULT_TARGETS.get(model.config.model_type)
+    n_layers = layer_count(model)
+    top = (
+        list(range(n_layers - config.train_layers, n_layers))
+        if n_layers is not None and config.train_layers is not None
+        else None
+    )
     # task_type SEQ_CLS puts the head ("classifier" or "score") in modules_to_save: trained in
     # full and saved with the adapter.
     lora = LoraConfig(
@@ -204,6 +265,8 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> Tr
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=list(targets) if targets else None,
+        layers_to_transform=top if top and len(top) < (n_layers or 0) else None,
+        layers_pattern="layer" if top and len(top) < (n_layers or 0) else None,
     )
     model = get_peft_model(model, lora)
 
@@ -211,7 +274,8 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> Tr
     if device.type == "cpu":
         torch.set_num_threads(config.num_threads or len(os.sched_getaffinity(0)))
     try:
-        fit = _fit(model, tokenizer, config, train_set, eval_set, device, rng, progress)
+        with _progress_lines(progress):
+            fit = _fit(model, tokenizer, config, train_set, eval_set, device, rng, progress)
     finally:
         torch.set_num_threads(old_threads)
 
@@ -234,6 +298,8 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> Tr
         eval_examples=len(eval_set),
         train_time_s=time.perf_counter() - started,
         examples_per_s=fit.examples_per_s,
+        max_length=config.max_length,
+        share_cut=cut,
     )
     meta = {
         "format": META_FORMAT,
@@ -251,6 +317,7 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> Tr
         "heldout_confidence": confidence_histogram(
             calibration.softmax(fit.eval_logits / temperature).max(axis=1)
         ),
+        "heldout": {"file": HELDOUT_FILE, "text_field": "text", "label_field": HELDOUT_LABEL_FIELD},
         "train_time_s": report["train_time_s"],
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
@@ -260,7 +327,7 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> Tr
         labels.save(tmp / LABELS_FILE)
         # The held-out split travels with the adapter: `triage tune` fits thresholds on exactly
         # the tickets training never saw (a few hundred KB at most).
-        write_labelled(tmp / HELDOUT_FILE, eval_set)
+        write_labelled(tmp / HELDOUT_FILE, eval_set, label_field=HELDOUT_LABEL_FIELD)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     _save_atomically(out_dir, write)
@@ -273,6 +340,18 @@ def train(config: TrainConfig, out_dir: str | Path, progress: bool = True) -> Tr
         ece_after,
     )
     return TrainReport(out_dir=out_dir, version=adapter_version(out_dir), **report)  # type: ignore[arg-type]
+
+
+def read_heldout(adapter_dir: str | Path) -> list[LabelledText]:
+    """The held-out split saved beside an adapter (`HELDOUT_FILE`).
+
+    Adapters trained before the file's keys were fixed wrote the label under ``category``.
+    """
+    path = Path(adapter_dir) / HELDOUT_FILE
+    with path.open(encoding="utf-8") as fh:
+        first = next((line for line in fh if line.strip()), "{}")
+    field_name = HELDOUT_LABEL_FIELD if HELDOUT_LABEL_FIELD in json.loads(first) else "category"
+    return read_labelled(path, "text", field_name)
 
 
 @dataclass
@@ -294,23 +373,42 @@ def _fit(
     rng: np.random.Generator,
     progress: bool,
 ) -> _Fit:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
+    assert config.max_length is not None
     index = config.label_set.index
-    ids = tokenizer([ex.text for ex in train_set], truncation=True, max_length=config.max_length)[
-        "input_ids"
-    ]
+    ids = encode(tokenizer, [ex.text for ex in train_set], config.max_length)
+    eval_ids = encode(tokenizer, [ex.text for ex in eval_set], config.max_length)
     y = torch.tensor([index[ex.label] for ex in train_set])
-    eval_texts, eval_y = (
-        [ex.text for ex in eval_set],
-        np.array([index[ex.label] for ex in eval_set]),
-    )
+    eval_y = np.array([index[ex.label] for ex in eval_set])
+    split = TopLayers.of(model, config.train_layers, tokenizer.pad_token_id)
+    feats: tuple[Features, Features] | None = None
+    if split is not None:
+        with progress_of(
+            "frozen layers", len(ids) + len(eval_ids), enabled=progress, every_s=PROGRESS_EVERY_S
+        ) as step:
+            feats = (split.features(ids, step), split.features(eval_ids, step))
+
+    def logits_of(batch: list[int]) -> torch.Tensor:
+        if split is not None and feats is not None:
+            return split.logits(*feats[0].batch(batch))
+        input_ids, mask = _pad([ids[i] for i in batch], tokenizer.pad_token_id)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out: torch.Tensor = model(
+                input_ids=input_ids.to(device), attention_mask=mask.to(device)
+            ).logits
+        return out
+
+    def held_out_logits() -> np.ndarray[Any, np.dtype[np.float32]]:
+        if feats is not None:
+            return feats[1].logits()
+        return logits_of_token_ids(
+            model,
+            eval_ids,
+            pad_id=tokenizer.pad_token_id,
+            device=device,
+            batch_size=64,
+            overhead_tokens=PASS_OVERHEAD_TOKENS.get(device.type),
+        )
+
     steps_per_epoch = math.ceil(len(ids) / config.batch_size)
     total = steps_per_epoch * config.epochs
     params = [p for p in model.parameters() if p.requires_grad]
@@ -325,28 +423,14 @@ def _fit(
     best = _Fit(-1.0, 0, 0, np.empty(0, dtype=np.float32), 0.0)
     best_state: dict[str, torch.Tensor] = {}
     step_time, seen, loss_ema, acc = 0.0, 0, float("nan"), float("nan")
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not progress,
-        transient=False,
-    )
-    with bar:
-        task = bar.add_task("training", total=total)
+    with progress_of("training", total, enabled=progress, every_s=PROGRESS_EVERY_S) as step:
         for epoch in range(1, config.epochs + 1):
             model.train()
             for batch in _length_grouped_batches([len(x) for x in ids], config.batch_size, rng):
                 t0 = time.perf_counter()
-                input_ids, mask = _pad([ids[i] for i in batch], tokenizer.pad_token_id)
-                with torch.autocast(
-                    device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"
-                ):
-                    logits = model(
-                        input_ids=input_ids.to(device), attention_mask=mask.to(device)
-                    ).logits
-                loss = torch.nn.functional.cross_entropy(logits.float(), y[batch].to(device))
+                loss = torch.nn.functional.cross_entropy(
+                    logits_of(batch).float(), y[batch].to(device)
+                )
                 torch.autograd.backward(loss)
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
@@ -354,30 +438,15 @@ def _fit(
                 optimizer.zero_grad(set_to_none=True)
                 step_time += time.perf_counter() - t0
                 seen += len(batch)
-                # An exponential moving average: a readable loss on the bar despite noisy batches.
+                # An exponential moving average: a readable loss despite noisy batches.
                 loss_ema = (
                     loss.item() if math.isnan(loss_ema) else 0.9 * loss_ema + 0.1 * loss.item()
                 )
-                bar.update(
-                    task,
-                    advance=1,
-                    description=(
-                        f"epoch {epoch}/{config.epochs} loss {loss_ema:.3f} eval acc {acc:.3f}"
-                    ),
-                )
-            eval_logits = predict_logits(
-                model,
-                tokenizer,
-                eval_texts,
-                device=device,
-                batching=Batching(max_length=config.max_length, batch_size=64),
-            )
+                step.advance(1, note=_note(epoch, config.epochs, loss_ema, acc))
+            eval_logits = held_out_logits()
             acc = float((eval_logits.argmax(axis=1) == eval_y).mean())
-            logger.info("epoch %d: loss %.4f, eval accuracy %.4f", epoch, loss_ema, acc)
-            bar.update(
-                task,
-                description=f"epoch {epoch}/{config.epochs} loss {loss_ema:.3f} eval acc {acc:.3f}",
-            )
+            logger.info("epoch %d: loss %.4f, held-out accuracy %.4f", epoch, loss_ema, acc)
+            step.set_note(_note(epoch, config.epochs, loss_ema, acc))
             if acc > best.accuracy:
                 best = _Fit(acc, epoch, epoch, eval_logits, 0.0)
                 best_state = {
@@ -392,6 +461,40 @@ def _fit(
     best.epochs_run = epoch
     best.examples_per_s = seen / step_time if step_time else 0.0
     return best
+
+
+def _note(epoch: int, epochs: int, loss: float, acc: float) -> str:
+    """The progress note: the epoch, the running loss and the last held-out accuracy (if any)."""
+    note = f"epoch {epoch}/{epochs}, loss {loss:.3f}"
+    return note if math.isnan(acc) else f"{note}, held-out accuracy {acc:.3f}"
+
+
+@contextmanager
+def _progress_lines(enabled: bool) -> Iterator[None]:
+    """Progress lines reach stderr even when the caller set up no logging (the demo, a script).
+
+    Where logging is configured (the CLI's basicConfig, a worker), it decides, as usual.
+    """
+    progress_logger = logging.getLogger("triage.progress")
+    if not enabled or sys.stderr.isatty() or progress_logger.hasHandlers():
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    level = progress_logger.level
+    progress_logger.addHandler(handler)
+    progress_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        progress_logger.removeHandler(handler)
+        progress_logger.setLevel(level)
+
+
+def _length_ceiling(model: Any) -> int:
+    """The most tokens the base model reads (its position embeddings), at most 512."""
+    positions = getattr(model.config, "max_position_embeddings", None) or 512
+    return int(min(512, positions))
 
 
 def _split(

@@ -30,7 +30,7 @@ from models.assembly import (
 )
 from models.cascade import POLICY_FILE, Policy, Search, load_policy, policy_from_settings
 from models.classifier import Classifier, read_meta
-from models.data import LabelledText, read_labelled
+from models.data import LabelledText
 from models.embedder import Embedder
 from models.evaluation import CONFIGS, FRONTIER_CONFIGS, ConfigRun, Harness, cached
 from models.frontier import build_frontier_client
@@ -40,7 +40,7 @@ from models.overlap import Overlaps, normalise
 from models.progress import progress
 from models.report import Report
 from models.settings import ModelSettings
-from models.training import HELDOUT_FILE
+from models.training import HELDOUT_FILE, read_heldout
 from models.tuning import TuneReport, TuneTarget, tune, tuning_ticket
 from producer.errors import ModelError
 from producer.labelset import LabelSet
@@ -145,7 +145,7 @@ def run_tune(
                 f"{path} is missing (adapter trained before held-out splits were saved); "
                 "give held-out tickets with --held-out, or retrain with `triage train`"
             )
-        held_out = read_labelled(path)
+        held_out = read_heldout(adapter_dir)  # its own keys, whatever training's columns
     with ExitStack() as stack:
         m = load(adapter_dir, settings, index_data, tuning=held_out)
         stack.callback(m.index.close)

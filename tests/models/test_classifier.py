@@ -5,14 +5,24 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import json
+import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from models.classifier import META_FILE, Batching, Classifier
-from models.data import LabelledText, examples_dir, read_labelled
-from models.training import TrainConfig, _save_atomically, _split, train
+from models.data import LabelledText, examples_dir, read_labelled, write_labelled
+from models.training import (
+    HELDOUT_FILE,
+    TrainConfig,
+    _save_atomically,
+    _split,
+    read_heldout,
+    train,
+)
 from producer.errors import ModelError
 from producer.labelset import LabelSet
 from tests.factories import sample
@@ -43,11 +53,13 @@ def adapter(banking, tmp_path_factory) -> Path:
         epochs=5,
         batch_size=16,
         learning_rate=3e-3,
-        max_length=48,
         patience=5,
+        train_layers=3,  # the frozen lower three run once per text
     )
     report = train(config, out, progress=False)
     assert report.train_examples + report.eval_examples == N_LABELS * PER_LABEL
+    # No max_length given: picked from the texts (short Banking77 ones: the floor, 32 tokens).
+    assert report.max_length == 32 and 0.0 <= report.share_cut < 0.1
     return out
 
 
@@ -67,6 +79,14 @@ def test_adapter_dir_holds_only_the_adapter(adapter):
     assert sum(meta["label_distribution"].values()) == meta["metrics"]["train_examples"]
     assert len(meta["label_distribution"]) == N_LABELS
     assert sum(meta["heldout_confidence"]) == meta["metrics"]["eval_examples"]
+    # The worker serves with the length training picked; tune reads the held-out split's keys.
+    assert meta["config"]["max_length"] == meta["metrics"]["max_length"] == 32
+    assert meta["config"]["train_layers"] == 3
+    assert meta["heldout"] == {"file": HELDOUT_FILE, "text_field": "text", "label_field": "label"}
+    rows = [json.loads(line) for line in (adapter / HELDOUT_FILE).read_text().splitlines()]
+    assert len(rows) == meta["metrics"]["eval_examples"]
+    assert all(set(row) == {"text", "label"} for row in rows)
+    assert read_heldout(adapter) == [LabelledText(r["text"], r["label"]) for r in rows]
     assert not [p for p in adapter.parent.iterdir() if p.name.startswith(".")]  # no temp dirs
 
 
@@ -186,3 +206,48 @@ def test_merged_adapter_predicts_the_same(adapter: Path) -> None:
     clf.merge_adapter()
     assert not hasattr(clf.model, "merge_and_unload")
     np.testing.assert_allclose(clf.predict_proba(texts), before, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_training_off_a_terminal_logs_progress_with_loss_and_accuracy(
+    banking, tmp_path, monkeypatch, caplog
+):
+    from models import training
+
+    labels, train_rows, _ = banking
+    monkeypatch.setattr(training, "PROGRESS_EVERY_S", 0.0)  # a line per step
+    caplog.set_level(logging.INFO, logger="triage.progress")
+    config = TrainConfig(labels=labels, train_examples=train_rows, epochs=2, train_layers=2)
+    train(config, tmp_path / "adapter", progress=True)
+    lines = [r.getMessage() for r in caplog.records if r.name == "triage.progress"]
+    steps = [line for line in lines if line.startswith("training: ")]
+    assert any(line.startswith("frozen layers: ") for line in lines)
+    assert len(steps) >= 2 * 2  # two epochs of two batches, and the closing line
+    assert "epoch 2/2, loss " in steps[-2] and "held-out accuracy 0." in steps[-2]
+    assert steps[-1].startswith("training: done")
+
+
+@pytest.mark.slow
+def test_training_logs_progress_where_no_logging_is_set_up(banking, tmp_path):
+    # The demo calls train(progress=True) with no logging configured, its output often a file.
+    labels, train_rows, _ = banking
+    labels.save(tmp_path / "labels.json")
+    write_labelled(tmp_path / "train.jsonl", train_rows)
+    script = (
+        "from models.data import read_labelled\n"
+        "from models.training import TrainConfig, train\n"
+        f"rows = read_labelled({str(tmp_path / 'train.jsonl')!r})\n"
+        f"config = TrainConfig(labels={str(tmp_path / 'labels.json')!r}, train_examples=rows,"
+        " epochs=1, train_layers=2)\n"
+        f"train(config, {str(tmp_path / 'adapter')!r}, progress=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert "training: done" in done.stderr
+    assert "frozen layers: done" in done.stderr

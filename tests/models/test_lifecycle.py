@@ -20,7 +20,7 @@ from models.cascade import POLICY_FILE, Policy
 from models.classifier import Classifier
 from models.data import examples_dir, read_labelled, write_labelled
 from models.scores import FIGURES
-from models.training import HELDOUT_FILE, TrainConfig, train
+from models.training import HELDOUT_FILE, TrainConfig, read_heldout, train
 from producer.labelset import LabelSet
 from tests.factories import sample
 from tests.wire_servers import OpenAIServer
@@ -65,7 +65,7 @@ def adapter(files, tmp_path_factory) -> Path:
 
 def test_trained_adapter_reloads_and_beats_chance(adapter, files, names):
     assert (adapter / HELDOUT_FILE).is_file()
-    assert len(read_labelled(adapter / HELDOUT_FILE)) == 5 * 4  # 25% of 16 per label
+    assert len(read_heldout(adapter)) == 5 * 4  # 25% of 16 per label
     meta = json.loads((adapter / "triage_adapter.json").read_text())
     assert meta["config"]["epochs"] == 4  # from TRIAGE_TRAIN_EPOCHS
     clf = Classifier.load(adapter)
@@ -98,7 +98,7 @@ def test_tuning_searches_every_labelled_ticket_but_its_own(adapter, files):
     from models.tuning import tuning_ticket
     from models.workbench import load
 
-    held = read_labelled(adapter / HELDOUT_FILE)
+    held = read_heldout(adapter)
     rows = read_labelled(files["train"])  # holds the held-out rows too, as a train file does
     m = load(adapter, ModelSettings(), rows, tuning=held)
     try:
