@@ -234,9 +234,9 @@ def _read(opts: dict[str, Any], labels: Path) -> tuple[LabelledFile, LabelledFil
             split_field=opts["split_field"],
         )
     except click.ClickException as exc:
-        if broken is not None:
-            exc.message += f"\n{broken}"
-        raise
+        if broken is None:
+            raise
+        raise click.ClickException(f"{exc.message}\n{broken}") from exc
     if broken is not None:
         raise broken
     assert data is not None

@@ -206,7 +206,7 @@ class LabelledReader:
                 path,
                 line,
                 "bad split",
-                f"{self.split_field} is {split!r}; expected one of {', '.join(SPLITS)}",
+                f"{self.split_field} is {split!r}; expected {' or '.join(SPLITS)}",
             )
         if len(self.problems) > found:
             return

@@ -189,7 +189,7 @@ def test_several_text_fields_are_joined_and_labels_stripped(tmp_path: Path) -> N
 def test_a_split_column_is_read_and_checked(tmp_path: Path) -> None:
     path = _csv(tmp_path, b"text,label,split\na,x,train\nb,x,holdout\nc,x,test\n")
     assert _problems(path, split_field="split") == [
-        f"{path}:4: split is 'test'; expected one of train, holdout"
+        f"{path}:4: split is 'test'; expected train or holdout"
     ]
     path.write_bytes(b"text,label,split\na,x,train\nb,x,holdout\n")
     assert read_checked(path, "text", "label", split_field="split").splits == ["train", "holdout"]
