@@ -148,7 +148,8 @@ class Harness:
             policy = self.policy.model_copy(update={"classifier_weight": 1.0})
             return policy.deciding(classifier=threshold), self.classifier, _no_embed, _no_search
         threshold = self.retrieval_alone_threshold or self.policy.retrieval_threshold
-        policy = self.policy.model_copy(update={"classifier_weight": 0.0})
+        # No out-of-scope check: its score reads the classifier, which this one lacks.
+        policy = self.policy.model_copy(update={"classifier_weight": 0.0, "scope_threshold": None})
         policy = policy.deciding(retrieval=threshold)
         n = len(self.labels)
         uniform = TaskModels(

@@ -252,6 +252,17 @@ def test_each_configuration_uses_only_its_own_stages():
         harness.run("magic", examples)
 
 
+def test_the_single_stage_configurations_skip_the_out_of_scope_check():
+    # Its score is the classifier's confidence times the neighbour's similarity: the retrieval
+    # configuration's uniform classifier would flag every ticket.
+    examples = [LabelledText(f"t{i}", "b") for i in range(5)]
+    harness = fake_harness()
+    harness.policy = harness.policy.model_copy(update={"scope_threshold": 0.5})
+    assert all(o.auto and o.label == "b" for o in harness.run("retrieval", examples).outcomes)
+    cascade = harness.run("cascade", examples).outcomes  # 0.94 x no 'a' neighbour: flagged
+    assert not any(o.auto for o in cascade)
+
+
 def test_an_unavailable_frontier_sends_tickets_to_review_not_the_eval_down():
     examples = [LabelledText(f"t{i}", "b") for i in range(4)]
     run = fake_harness(DownFrontier()).run("frontier", examples)
