@@ -74,6 +74,15 @@ if TYPE_CHECKING:
     "classifier's confidence times the similarity of the nearest ticket of its label too "
     "low); 0 turns the check off.",
 )
+@click.option(
+    "--model-weight",
+    type=float,
+    default=0.0,  # TuneTarget.model_weight
+    show_default=True,
+    envvar="TRIAGE_TUNE_MODEL_WEIGHT",
+    help="Weight of a model-written neighbour in the vote (a person's counts "
+    "TRIAGE_HUMAN_WEIGHT): 0 keeps the cascade from confirming its own earlier labels.",
+)
 @click.option("--folds", type=int, default=5, show_default=True)
 def tune(**opts: Any) -> None:
     """Choose the cascade thresholds and mix on held-out tickets; write policy.json.
@@ -105,6 +114,7 @@ def tune(**opts: Any) -> None:
             confidence=opts["confidence"],
             test_share=opts["test_share"],
             out_of_scope_rate=opts["out_of_scope_rate"] or None,
+            model_weight=opts["model_weight"],
         )
         index_data = index_file.examples if index_file else None
         held_out = held_file.examples if held_file else None
@@ -121,7 +131,8 @@ def describe(report: TuneReport, adapter: Path) -> str:
         f"policy written to {adapter / 'policy.json'}",
         f"  classifier_threshold {p.classifier_threshold:.4f}, retrieval_threshold "
         f"{p.retrieval_threshold:.4f}, classifier_weight {p.classifier_weight}, "
-        f"vote_temperature {p.vote_temperature}, neighbours {p.neighbours}",
+        f"vote_temperature {p.vote_temperature}, neighbours {p.neighbours}, model_weight "
+        f"{p.model_weight}",
     ]
     if c is not None:
         lines.append(

@@ -112,7 +112,9 @@ def tune_on(n: int, target: TuneTarget):
     def search(vectors: np.ndarray, k: int, exclude: Sequence[tuple[str, str]]):
         return [
             [
-                Neighbour(ticket_id=f"n{j}", source="s", label=label_of[i], score=0.9)
+                Neighbour(
+                    ticket_id=f"n{j}", source="s", label=label_of[i], score=0.9, set_by="human"
+                )
                 for j in range(3)
             ]
             for _, i in exclude
@@ -273,5 +275,9 @@ def test_an_unavailable_frontier_sends_tickets_to_review_not_the_eval_down():
 def test_the_tune_command_defaults_to_the_tune_targets_confidence():
     from cli.tune import tune as tune_command
 
-    option = next(p for p in tune_command.params if p.name == "confidence")
-    assert option.default == TuneTarget().confidence
+    target = TuneTarget()
+    defaults = {p.name: p.default for p in tune_command.params}
+    assert defaults["confidence"] == target.confidence
+    assert defaults["test_share"] == target.test_share
+    assert defaults["out_of_scope_rate"] == target.out_of_scope_rate
+    assert defaults["model_weight"] == target.model_weight
