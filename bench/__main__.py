@@ -1,7 +1,9 @@
 """`python -m bench all|NAME`: run the benchmarks, print each one's figures as a JSON line.
 
 `all` also writes the Markdown summary (`--out`, default bench/RESULTS.md): every figure, its
-target, the ratio to the target and the machine it ran on.
+target, the ratio to the target and the machine it ran on. `direct` and `e2e` print a line per
+variant (``"variant": "fp32"``, then ``"default"``: the CPU inference the settings default to);
+the summary keys the fp32 ones ``direct:fp32`` and ``e2e:fp32``.
 """
 
 from __future__ import annotations
@@ -55,22 +57,31 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, dict[str, Any]] = {}
     for name in names:
         try:
-            figures[name] = _runners()[name](opts)
+            found = _runners()[name](opts)
         except (Exception, SystemExit) as exc:
             if args.name != "all":
                 raise
             log.error("bench %s failed: %s", name, exc)
             continue
-        print(json.dumps(figures[name]), flush=True)
+        for line in found if isinstance(found, list) else [found]:
+            figures[figure_key(name, line)] = line
+            print(json.dumps(line), flush=True)
     if args.name == "all":
         machine["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(markdown(figures, machine), encoding="utf-8")
         print(f"summary written to {args.out}", file=sys.stderr)
-    return 0 if len(figures) == len(names) else 1
+    return 0 if set(names) <= {key.split(":")[0] for key in figures} else 1
 
 
-def _runners() -> dict[str, Callable[[Options], dict[str, Any]]]:
+def figure_key(name: str, figures: dict[str, Any]) -> str:
+    """``direct`` for the default variant (what the other targets compare against),
+    ``direct:fp32`` for fp32."""
+    variant = figures.get("variant", "default")
+    return name if variant == "default" else f"{name}:{variant}"
+
+
+def _runners() -> dict[str, Callable[[Options], dict[str, Any] | list[dict[str, Any]]]]:
     from bench import direct, gpu, memory, queued
 
     return {

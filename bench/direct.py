@@ -2,7 +2,9 @@
 
 The same call the classify task makes (`worker.batches.first_pass.run_first_pass`), on
 batches of the worker's batch size, with the same models, index and settings as the queued
-benches; no queue, no write-back.
+benches; no queue, no write-back. Once per variant (fp32, then the CPU default), each with its
+quality on the test tickets: `accuracy` (the first pass's label, decided or suggested),
+`auto_precision` (of the tickets it decided) and `coverage` (the share it decided).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from bench.harness import (
     TASK,
+    VARIANTS,
     Options,
     banking_tickets,
     median_index,
@@ -24,8 +27,14 @@ from bench.harness import (
 )
 
 
-def run(opts: Options) -> dict[str, Any]:
-    with _settings(serving_env(opts, "direct")):
+def run(opts: Options) -> list[dict[str, Any]]:
+    """One JSON line per variant, fp32 first."""
+    return [run_variant(opts, variant) for variant in VARIANTS]
+
+
+def run_variant(opts: Options, variant: str) -> dict[str, Any]:
+    env = serving_env(opts, f"direct-{variant}", variant)
+    with _settings(env):
         from worker import resources
         from worker.batches.first_pass import run_first_pass
         from worker.process import passive_threads
@@ -49,19 +58,24 @@ def run(opts: Options) -> dict[str, Any]:
             runs.append((firsts, per_batch, elapsed, time.process_time() - cpu_started))
         resources.close_all()
     rates = [len(tickets) / elapsed for _, _, elapsed, _ in runs]
+    n = len(tickets)
     firsts, per_batch, elapsed, cpu_s = runs[median_index(rates)]  # cpu_s: all its threads'
     decided = [(f, label) for f, label in zip(firsts, truth, strict=True) if f.decided_by]
     by = Counter(f.decided_by or "escalate" for f in firsts)
+    auto_precision = sum(f.label == t for f, t in decided) / max(1, len(decided))
     return {
         "bench": "direct",
+        "variant": variant,
+        "inference": env["TRIAGE_CPU_INFERENCE"],
         "tickets": len(tickets),
         "tickets_per_s": round(len(tickets) / elapsed, 1),
         # As the queued benches' worker_cpu_ms_per_ticket: a ratio that load does not skew.
         "worker_cpu_ms_per_ticket": round(cpu_s * 1000.0 / len(tickets), 2),
         **percentiles_ms(per_batch),
         "latency_is": f"per batch of up to {batch}",
-        "decided_share": round(len(decided) / len(firsts), 3),
-        "decided_accuracy": round(sum(f.label == t for f, t in decided) / max(1, len(decided)), 3),
+        "accuracy": round(sum(f.label == t for f, t in zip(firsts, truth, strict=True)) / n, 4),
+        "auto_precision": round(auto_precision, 4),
+        "coverage": round(len(decided) / n, 4),
         "decided_by": dict(by),
         "classifier_ms_per_ticket": _stage_ms(firsts, "classifier"),
         "retrieval_ms_per_ticket": _stage_ms(firsts, "retrieval"),

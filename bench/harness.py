@@ -37,6 +37,9 @@ SOURCE = "bench"
 KNOWN_ADAPTERS = (Path(".triage/b77/adapter"), Path(".triage/adapters/category"))
 ADAPTER_META = "triage_adapter.json"
 READY_LINE = "warm-up done"
+#: How `direct` and `e2e` run the models, side by side in one bench run: fp32 (torch, as before
+#: TRIAGE_CPU_INFERENCE) and the settings' CPU default.
+VARIANTS = ("fp32", "default")
 
 
 @dataclass
@@ -135,12 +138,27 @@ def data_dir(opts: Options, name: str) -> Path:
     out = opts.work_dir / "runs" / name
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(seed, out / "qdrant")
+    # ONNX exports (`models.inference`) kept across runs: a run's worker loads, not exports.
+    cache = (opts.work_dir / "cache").resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    (out / "cache").symlink_to(cache, target_is_directory=True)
     return out.resolve()
 
 
-def serving_env(opts: Options, name: str) -> dict[str, str]:
-    """TRIAGE_ settings of a run: the bench Redis, its data dir, the adapter, no frontier."""
+def variant_env(variant: str) -> dict[str, str]:
+    """The TRIAGE_CPU_INFERENCE of a variant (the default one named: the environment may set
+    another)."""
+    from models.settings import ModelSettings
+
+    default = ModelSettings.model_fields["cpu_inference"].default
+    return {"TRIAGE_CPU_INFERENCE": "fp32" if variant == "fp32" else str(default)}
+
+
+def serving_env(opts: Options, name: str, variant: str = "default") -> dict[str, str]:
+    """TRIAGE_ settings of a run: the bench Redis, its data dir, the adapter, no frontier, the
+    variant's CPU inference."""
     return {
+        **variant_env(variant),
         "TRIAGE_REDIS_URL": opts.redis_url,
         "TRIAGE_DATA_DIR": str(data_dir(opts, name)),
         "TRIAGE_LABELS": json.dumps({TASK: str(BANKING / "labels.json")}),
@@ -159,9 +177,10 @@ def worker_process(
     module: str = "cli.main",
     args: Sequence[str] = ("worker",),
     env: dict[str, str] | None = None,
+    variant: str = "default",
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A worker (`python -m MODULE ARGS`) with the run's settings, stopped warmly at the end."""
-    env = {**os.environ, **serving_env(opts, name), **(env or {})}
+    env = {**os.environ, **serving_env(opts, name, variant), **(env or {})}
     log_path = opts.work_dir / "runs" / f"{name}.log"
     cmd = [sys.executable, "-m", module, *args, "--loglevel", "INFO"]
     with log_path.open("wb") as log_file:

@@ -10,15 +10,33 @@ import pytest
 import redis
 
 from bench import naive
-from bench.__main__ import _options, _parser
+from bench.__main__ import _options, _parser, figure_key
 from bench.harness import Options, banking_tickets, median_index, percentiles_ms
 from bench.summary import machine_info, markdown
 from producer.names import CLASSIFY_QUEUE
 from producer.settings import ProducerSettings
 
 FIGURES = {
-    "direct": {"bench": "direct", "tickets_per_s": 100.0},
-    "e2e": {"bench": "e2e", "tickets_per_s": 90.0, "p95_ms": 900.0},
+    "direct:fp32": {
+        "bench": "direct",
+        "variant": "fp32",
+        "tickets_per_s": 40.0,
+        "worker_cpu_ms_per_ticket": 12.0,
+        "accuracy": 0.93,
+        "auto_precision": 0.991,
+        "coverage": 0.8,
+    },
+    "direct": {
+        "bench": "direct",
+        "variant": "default",
+        "tickets_per_s": 100.0,
+        "worker_cpu_ms_per_ticket": 4.5,
+        "accuracy": 0.928,
+        "auto_precision": 0.992,
+        "coverage": 0.79,
+    },
+    "e2e:fp32": {"bench": "e2e", "variant": "fp32", "tickets_per_s": 30.0},
+    "e2e": {"bench": "e2e", "variant": "default", "tickets_per_s": 90.0, "p95_ms": 900.0},
     "naive": {"bench": "naive", "tickets_per_s": 40.0},
     "single": {"bench": "single", "p95_ms": 120.0},
     "gpu": {"bench": "gpu", "gpu_measured": False, "tickets_per_s": 300.0, "tflops": 0.01},
@@ -31,12 +49,29 @@ def test_summary_gives_each_figure_its_target_and_ratio() -> None:
     rows = {line for line in text.splitlines() if line.startswith("| ")}
     assert "| e2e | tickets_per_s | 90.0 tickets/s | >= 80 (0.8 x direct) | 1.12 | yes |" in rows
     assert "| e2e | tickets_per_s | 90.0 tickets/s | >= 120 (3 x naive) | 0.75 | **no** |" in rows
-    assert "| single | p95_ms | 120.0 ms | <= 100 (100 ms, light load) | 1.20 | **no** |" in rows
+    assert "| single | p95_ms | 120.0 ms | <= 25 (25 ms, light load) | 4.80 | **no** |" in rows
     assert "| memory | growth_mb | 3.0 MB | <= 25 (flat) | 0.12 | yes |" in rows
     assert "| webhook | rps | not run | 1,500 req/s | - | - |" in rows
     assert "No GPU figure measured" in text
     assert any("no GPU figure measured (CPU smoke: 300.0)" in row for row in rows)
     assert "- cpu: 2 cores" in text
+
+
+def test_summary_sets_the_default_variant_against_fp32() -> None:
+    text = markdown(FIGURES, {"when": "now", "command": "all", "cpu": "2 cores"})
+    rows = {line for line in text.splitlines() if line.startswith("| ")}
+    cpu = "| direct | worker_cpu_ms_per_ticket | 4.5 ms | <= 4 (1/3 of fp32) | 1.12 | **no** |"
+    assert cpu in rows
+    assert "| direct:fp32 | worker_cpu_ms_per_ticket | 12.0 ms | fp32, reference | - | - |" in rows
+    assert "| direct | accuracy | 0.928 | >= 0.927 (fp32 - 0.3 points) | 1.00 | yes |" in rows
+    assert "| direct | auto_precision | 0.992 | >= 0.99 (99%) | 1.00 | yes |" in rows
+    assert "| direct | coverage | 0.79 | >= 0.78 (fp32 - 2 points) | 1.01 | yes |" in rows
+    assert "| e2e | tickets_per_s | 90.0 tickets/s | >= 75 (2.5 x fp32) | 1.20 | yes |" in rows
+    e2e_cpu = "| e2e | worker_cpu_ms_per_ticket | not run | 1/3 of fp32 | - | - |"
+    assert e2e_cpu in rows
+    assert figure_key("direct", FIGURES["direct:fp32"]) == "direct:fp32"
+    assert figure_key("direct", FIGURES["direct"]) == "direct"
+    assert figure_key("memory", {"bench": "memory"}) == "memory"
 
 
 def test_machine_info_names_the_cpu_and_says_when_there_is_no_gpu() -> None:
