@@ -114,7 +114,8 @@ class TrainConfig:
     max_length: int | None = None
     #: Encoder layers LoRA trains, counted from the top; the ones below are frozen and run once
     #: per text (`models.layer_cache`): on MiniLM-L6, two of six make an epoch about 3x cheaper
-    #: (bench/RESULTS.md). None (or the layer count): every layer. Ignored for decoders.
+    #: (figures in `bench.wide_set`); Banking77 test: fine-tune 93.0%, cascade 94.0% (all layers,
+    #: 6 epochs: 92.8%, 94.2%). None (or the layer count): every layer. Ignored for decoders.
     train_layers: int | None = 2
     seed: int = 0
     device: str = "auto"
