@@ -220,8 +220,13 @@ class Report:
             + "</div>",
             f"<h2>Risk-coverage curve{scope}</h2>",
             "<p>Error rate of the auto-labelled share when the most confident tickets go "
-            "first. ◆: the operating point <code>triage tune</code> chose (policy.json); "
-            "○: the cascade's measured coverage and error rate.</p>",
+            "first. "
+            + (
+                "◆: the operating point <code>triage tune</code> chose (policy.json); "
+                if self.tuned
+                else "(No policy.json: the adapter was not tuned.) "
+            )
+            + "○: the cascade's measured coverage and error rate.</p>",
             plots.risk_coverage(
                 {name: scores.risk_coverage(o) for name, o in runs.items()},
                 tuned=_tuned_point(self.tuned),
