@@ -23,6 +23,7 @@ from models.training import (
     read_heldout,
     train,
 )
+from models.truncation import pick_max_length, share_cut, token_lengths
 from producer.errors import ModelError
 from producer.labelset import LabelSet
 from tests.factories import sample
@@ -58,13 +59,11 @@ def adapter(banking, tmp_path_factory) -> Path:
     )
     report = train(config, out, progress=False)
     assert report.train_examples + report.eval_examples == N_LABELS * PER_LABEL
-    # No max_length given: picked from the texts (short Banking77 ones: the floor, 32 tokens).
-    assert report.max_length == 32 and 0.0 <= report.share_cut < 0.1
     return out
 
 
 @pytest.mark.slow
-def test_adapter_dir_holds_only_the_adapter(adapter):
+def test_adapter_dir_holds_only_the_adapter(adapter, banking):
     names = {p.name for p in adapter.iterdir()}
     assert {"adapter_model.safetensors", "adapter_config.json", "labels.json", META_FILE} <= names
     assert "model.safetensors" not in names
@@ -79,8 +78,13 @@ def test_adapter_dir_holds_only_the_adapter(adapter):
     assert sum(meta["label_distribution"].values()) == meta["metrics"]["train_examples"]
     assert len(meta["label_distribution"]) == N_LABELS
     assert sum(meta["heldout_confidence"]) == meta["metrics"]["eval_examples"]
-    # The worker serves with the length training picked; tune reads the held-out split's keys.
-    assert meta["config"]["max_length"] == meta["metrics"]["max_length"] == 32
+    # No max_length given: picked from the training texts, and the worker serves with it.
+    held = {r.text for r in read_heldout(adapter)}
+    trained = [r.text for r in banking[1] if r.text not in held]
+    lengths = token_lengths(Classifier.load(adapter).tokenizer, trained, 512)
+    picked = pick_max_length(lengths, share=0.95)
+    assert meta["config"]["max_length"] == meta["metrics"]["max_length"] == picked
+    assert meta["metrics"]["share_cut"] == pytest.approx(share_cut(lengths, picked))
     assert meta["config"]["train_layers"] == 3
     assert meta["heldout"] == {"file": HELDOUT_FILE, "text_field": "text", "label_field": "label"}
     rows = [json.loads(line) for line in (adapter / HELDOUT_FILE).read_text().splitlines()]
