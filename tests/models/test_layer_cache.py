@@ -46,6 +46,7 @@ def lora_model():
     return model, tokenizer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cached", [True, False])
 def test_split_model_gives_the_whole_models_logits(lora_model, cached, monkeypatch):
     model, tokenizer = lora_model
@@ -64,6 +65,7 @@ def test_split_model_gives_the_whole_models_logits(lora_model, cached, monkeypat
     assert (feats.logits().argmax(axis=1) == whole.argmax(axis=1)).all()
 
 
+@pytest.mark.slow
 def test_only_the_top_layers_train_and_get_gradients(lora_model):
     model, tokenizer = lora_model
     trained = {n.split(".layer.")[1].split(".")[0] for n, p in model.named_parameters()
@@ -80,6 +82,7 @@ def test_only_the_top_layers_train_and_get_gradients(lora_model):
     model.eval()
 
 
+@pytest.mark.slow
 def test_no_split_for_all_layers_or_other_models(lora_model):
     model, tokenizer = lora_model
     assert TopLayers.of(model, None, tokenizer.pad_token_id) is None
