@@ -138,10 +138,6 @@ def data_dir(opts: Options, name: str) -> Path:
     out = opts.work_dir / "runs" / name
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(seed, out / "qdrant")
-    # ONNX exports (`models.inference`) kept across runs: a run's worker loads, not exports.
-    cache = (opts.work_dir / "cache").resolve()
-    cache.mkdir(parents=True, exist_ok=True)
-    (out / "cache").symlink_to(cache, target_is_directory=True)
     return out.resolve()
 
 

@@ -9,8 +9,8 @@ and gives the batch's outputs as an fp32 CPU tensor, whatever ran it.
 - ``int8``: torch's dynamic quantisation of the Linear layers (weights int8 per tensor).
 - ``onnx``: an ONNX export, its Linear weights quantised to int8 per channel by ONNX Runtime
   (dynamic: activations quantised per batch), run with ORT's full graph optimisations (fused
-  attention, GELU and layer norm). Exported once per model version into a cache directory and
-  loaded from there afterwards (a worker starts in about a second).
+  attention, GELU and layer norm). Exported once per model version into a cache directory
+  (``TRIAGE_MODEL_CACHE_DIR``) and loaded from there afterwards.
 
 On 2 cores, 512 Banking77 tickets: one MiniLM pass cost 4.5 ms of CPU a ticket in fp32, 2.4 in
 torch int8, 2.0 in ONNX int8 (per-tensor int8 in ONNX bent some embeddings to cosine 0.92 of fp32;
@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+
+from producer.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,13 @@ def build_run(
         if cache_file is None:
             raise ValueError("ONNX inference needs a cache file for its export")
         if not cache_file.is_file():
-            export_int8(module, cache_file)
+            try:
+                export_int8(module, cache_file)
+            except OSError as exc:
+                raise ModelError(
+                    f"cannot write the ONNX export {cache_file}: {exc}; set "
+                    "TRIAGE_MODEL_CACHE_DIR to a writable directory, or TRIAGE_CPU_INFERENCE=fp32"
+                ) from exc
         return onnx_run(cache_file)
     raise ValueError(f"unknown CPU inference {inference!r}; expected one of {CPU_INFERENCE}")
 

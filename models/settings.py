@@ -6,6 +6,7 @@ writes tuned values next to the adapter, which take precedence over these defaul
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -45,9 +46,13 @@ class ModelSettings(BaseSettings):
     max_batch_tokens: int = Field(default=16384, ge=0)
 
     #: How the classifier and the embedder run on a CPU: ``onnx`` (ONNX Runtime, int8 weights,
-    #: exported once per adapter version under ``<data_dir>/cache/onnx``), ``int8`` (torch's
+    #: exported once per adapter version into ``model_cache_dir``), ``int8`` (torch's
     #: dynamic quantisation) or ``fp32``. A GPU always runs torch (bf16 classifier).
     cpu_inference: Literal["onnx", "int8", "fp32"] = "onnx"
+    #: Where ONNX exports of the served models are kept, named by adapter version (a content
+    #: hash) and embedder; unset: ``$XDG_CACHE_HOME/ticket-triage/onnx`` (``~/.cache/...``), so
+    #: workers and runs with other data dirs export each model once per machine.
+    model_cache_dir: Path | None = None
 
     #: Sentence-transformers model for retrieval (same name rules as `base_model`).
     embedder: str = PACKAGED_MINILM
@@ -130,7 +135,10 @@ class ModelSettings(BaseSettings):
     @property
     def model_cache(self) -> Path:
         """Where ONNX exports of the served models are kept (rebuilt when missing)."""
-        return self.data_dir / "cache" / "onnx"
+        if self.model_cache_dir is not None:
+            return self.model_cache_dir
+        home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(home) / "ticket-triage" / "onnx"
 
     @property
     def qdrant_path(self) -> Path:

@@ -29,7 +29,8 @@ from tests.factories import sample
 BANKING = examples_dir() / "banking77"
 IT_HELPDESK = Path(__file__).resolve().parents[3] / "shared/data/endava-it-tickets"
 NAMES = ["card_arrival", "exchange_rate", "lost_or_stolen_card", "pin_blocked"]
-pytestmark = pytest.mark.slow
+# Training the adapter took over 300 s on the shared 2 cores under load.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("inference") / "category"
     config = TrainConfig(
         labels=labels,
-        train_examples=sample(BANKING / "train.csv", NAMES, 8),
+        train_examples=sample(BANKING / "train.csv", NAMES, 10),
         epochs=3,
         learning_rate=3e-3,
         max_length=40,
@@ -56,7 +57,9 @@ def texts() -> list[str]:
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     def make(**values: Any) -> ModelSettings:
-        return ModelSettings(data_dir=tmp_path, device="cpu", **values)
+        return ModelSettings(
+            data_dir=tmp_path, model_cache_dir=tmp_path / "onnx", device="cpu", **values
+        )
 
     yield make
 
@@ -140,11 +143,17 @@ def test_quantised_passes_agree_with_fp32(
     quant = settings(cpu_inference=inference)
     # The adapter's own intents (elsewhere its four logits are all near 0: ties, not labels).
     own = [r.text for r in sample(BANKING / "test.csv", NAMES, 40)]
-    labels = assembly.load_classifier(adapter, fp32).predict_proba(own).argmax(axis=1)
+    ref = assembly.load_classifier(adapter, fp32).predict_proba(own)
     clf = assembly.load_classifier(adapter, quant)
     assert clf.inference == inference
-    agree = float((clf.predict_proba(own).argmax(axis=1) == labels).mean())
-    assert agree >= (0.97 if inference == "onnx" else 0.95)  # measured: 1.0 and 0.97
+    same = clf.predict_proba(own).argmax(axis=1) == ref.argmax(axis=1)
+    # A tiny adapter has near ties (top two within a few points) that any rounding flips;
+    # measured overall: onnx 0.97-1.0, int8 0.93-0.97.
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] >= 0.05
+    assert clear.sum() >= len(own) // 2
+    assert float(same[clear].mean()) >= (0.99 if inference == "onnx" else 0.97)
+    assert float(same.mean()) >= (0.95 if inference == "onnx" else 0.9)
 
     # Retrieval: each ticket's nearest other ticket, by fp32 and by the quantised vectors.
     ref = assembly.load_embedder(fp32).embed(texts)
@@ -200,6 +209,8 @@ def test_settings_refuse_unknown_inference_and_default_to_onnx(
 ) -> None:
     assert ModelSettings().cpu_inference == "onnx"
     assert ModelSettings().max_length is None
+    monkeypatch.setenv("XDG_CACHE_HOME", "/var/cache/x")
+    assert ModelSettings().model_cache == Path("/var/cache/x/ticket-triage/onnx")
     for bad in ("int4", "ONNX ", "gpu", ""):
         monkeypatch.setenv("TRIAGE_CPU_INFERENCE", bad)
         with pytest.raises(ValidationError, match="cpu_inference"):
