@@ -7,7 +7,6 @@ and prints for people. Heavy imports happen inside.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -199,7 +198,8 @@ def train(**opts: Any) -> None:
             num_threads=opts["threads"],
         )
         out = opts["out"] or s.adapter_dir(task)
-        report = run_training(config, out, progress=sys.stderr.isatty())
+        # On a terminal a bar, elsewhere a line every few seconds (models.progress).
+        report = run_training(config, out, progress=True)
     except (TriageError, ValueError, KeyError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
