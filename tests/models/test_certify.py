@@ -162,3 +162,22 @@ def test_a_policy_from_before_the_out_of_scope_check_loads_and_flags_nothing(tmp
 
 def _subset(s: Signals, mask: np.ndarray) -> Signals:
     return Signals(s.clf_conf[mask], s.clf_ok[mask], s.mix_conf[mask], s.mix_ok[mask])
+
+
+def test_a_failed_bold_start_falls_back_to_the_safe_walk() -> None:
+    # No errors among the most confident 60% in either part; below that the selection part
+    # errs rarely (full coverage promises most) and the test part often: the walk that starts
+    # at the most promising pair fails at once, the walk up the frontier still certifies.
+    def part(n: int, bold_errors: float, seed: int) -> Signals:
+        rng = np.random.default_rng(seed)
+        conf = rng.uniform(0.0, 1.0, n)
+        ok = (conf >= 0.4) | (rng.random(n) >= bold_errors)
+        return Signals(conf, ok, np.full(n, -1.0), np.zeros(n, bool))
+
+    target = TuneTarget(precision=0.99)
+    selection, test = part(2000, 0.005, 1), part(2000, 0.1, 2)
+    first_c, first_r = threshold_path(selection, 2000, target)[0]
+    assert apply(first_c, first_r, test)[1] < 0.99  # the promise walk alone would refuse
+    c = certify(selection, test, target)
+    assert c.lower >= 0.99 and c.coverage >= 0.5
+    assert apply(c.classifier, c.retrieval, test)[1] >= 0.99
