@@ -40,15 +40,19 @@ class Frame:
     def y(self, value: float) -> float:
         return self.height - self.bottom - value / self.y1 * (self.height - self.top - self.bottom)
 
+    def svg(self) -> str:
+        """The opening tag of this frame's SVG."""
+        return (
+            f"<svg xmlns='http://www.w3.org/2000/svg' width='{self.width}' "
+            f"height='{self.height}' class='plot' {_FONT}>"
+        )
+
     def axes(
         self, xlabel: str, ylabel: str, xticks: Sequence[float], yticks: Sequence[float]
     ) -> list[str]:
         """The frame, grid lines and tick labels at `xticks` and `yticks`, and axis titles."""
         h, b = self.height, self.bottom
-        out = [
-            f"<svg xmlns='http://www.w3.org/2000/svg' width='{self.width}' height='{h}' "
-            f"class='plot' {_FONT}>"
-        ]
+        out = [self.svg()]
         for t in xticks:
             x = self.x(t)
             out.append(
@@ -164,10 +168,7 @@ def f1_bars(f1: Mapping[str, float], width: int = 760, row: int = 15) -> str:
     f = Frame(width, row * len(items) + 70, left=280, right=40, top=24, bottom=46)
     inner = f.height - f.top - f.bottom
     ticks = [i / 5 for i in range(6)]
-    out = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{f.height}' "
-        f"class='plot' {_FONT}>"
-    ]
+    out = [f.svg()]
     for t in ticks:
         x = f.x(t)
         out.append(
