@@ -43,16 +43,25 @@ def batching(s: ModelSettings, max_length: int | None = None) -> Batching:
 
 def load_classifier(adapter_dir: Path, s: ModelSettings) -> Classifier:
     """One task's adapter on its base, merged (faster, same predictions), reading as many
-    tokens as it was trained on unless the settings say, run as ``cpu_inference`` says."""
+    tokens as it was trained on unless the settings say, run as ``cpu_inference`` says.
+
+    Quantised on a CPU, over the embedder's own base, it shares the layers the adapter left
+    alone with the embedder (`models.trunk`): one run gives the logits and the vectors."""
+    from models.base_models import resolve_base_model
     from models.classifier import MEAN_POOL, Classifier, read_meta, trained_max_length
+    from models.embedder import load_encoder, model_key
 
     cut = batching(s, trained_max_length(adapter_dir))
     clf = Classifier.load(adapter_dir, device=s.device, batching=cut)
+    embedder = None
     if read_meta(adapter_dir)["head"] == MEAN_POOL:  # a decoder's tokenizer is its own
         clf.tokens = shared_tokens(clf.base_model)
         clf.tokens.widen(cut.max_length)
+        path = resolve_base_model(s.embedder)
+        if resolve_base_model(clf.base_model) == path and s.cpu_inference != "fp32":
+            embedder = (model_key(path), load_encoder(s.embedder))
     clf.merge_adapter()
-    clf.use_inference(s.cpu_inference, s.model_cache)
+    clf.use_inference(s.cpu_inference, s.model_cache, embedder)
     return clf
 
 

@@ -102,6 +102,10 @@ class Classifier:
         self.tokens = SharedTokens(tokenizer, batching.max_length)
         self.inference: CpuInference = "fp32"
         self._run: Run | None = None
+        #: Layers shared with the embedder (`models.trunk`): 0 when the run is the classifier's
+        #: alone; else `_run` also gives the embedder's vectors, left in `tokens` for it.
+        self.shared_layers = 0
+        self._vector_width = 0
 
     @classmethod
     def load(
@@ -157,24 +161,40 @@ class Classifier:
             self.model.eval()
             self._run = None
 
-    def use_inference(self, inference: CpuInference, cache_dir: Path) -> None:
+    def use_inference(
+        self,
+        inference: CpuInference,
+        cache_dir: Path,
+        embedder: tuple[str, Any] | None = None,
+    ) -> None:
         """Run the merged mean-pool model as `inference` says on a CPU (`models.inference`);
         an ONNX export goes to `cache_dir`, named by the adapter's version. Other heads, an
-        unmerged adapter and a GPU stay as they are (torch, the device's dtype)."""
+        unmerged adapter and a GPU stay as they are (torch, the device's dtype).
+
+        `embedder` (its cache key and encoder), on a quantised CPU run: the layers the two share
+        run once for both (`models.trunk`); fp32 stays the two models apart, as trained.
+        """
         if not isinstance(self.model, MeanPoolClassifier):
             if inference != "fp32" and self.device.type == "cpu":
                 logger.warning(
                     "%s runs fp32: %s needs a merged mean-pool head", self.version, inference
                 )
             return
-        module = MeanPooled(self.model.encoder, self.model.classifier)
+        from models.trunk import Twin, shared_layers
+
+        quantised = inference != "fp32" and self.device.type == "cpu"
+        shared = shared_layers(self.model.encoder, embedder[1]) if embedder and quantised else 0
         name = self.version.replace("@", "-")
+        module: nn.Module = MeanPooled(self.model.encoder, self.model.classifier)
+        cache_file = cache_dir / f"classifier-{name}.int8.onnx"
+        if embedder and shared:
+            module = Twin(self.model.encoder, self.model.classifier, embedder[1], shared)
+            cache_file = cache_dir / f"classifier-{name}-{shared}-{embedder[0]}.int8.onnx"
+            self._vector_width = int(embedder[1].config.hidden_size)
         self._run = build_run(
-            module,
-            inference=inference,
-            device=self.device,
-            cache_file=cache_dir / f"classifier-{name}.int8.onnx",
+            module, inference=inference, device=self.device, cache_file=cache_file
         )
+        self.shared_layers = shared
         self.inference = inference if self.device.type == "cpu" else "fp32"
 
     def predict_logits(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
@@ -188,14 +208,24 @@ class Classifier:
             overhead_tokens=PASS_OVERHEAD_TOKENS.get(self.device.type),
         )
         run = self._run or torch_run(LogitsOf(self.model), self.device)
-        return outputs_of_token_ids(
+        n_labels = len(self.labels)
+        out = outputs_of_token_ids(
             run,
             ids,
             batches,
             pad_id=self.tokens.pad_id,
-            width=len(self.labels),
+            width=n_labels + self._vector_width,
             left_pad=self.tokens.left_pad,
         )
+        if not self._vector_width:
+            return out
+        # The trunk's vectors are the embedder's only where it read the whole ticket as the
+        # embedder does (not cut shorter for the classifier).
+        whole = self.tokens.full_lengths(texts)
+        self.tokens.keep_vectors(
+            texts, {i: out[i, n_labels:] for i in range(len(ids)) if len(ids[i]) == whole[i]}
+        )
+        return np.ascontiguousarray(out[:, :n_labels])
 
     def predict_proba(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Calibrated probabilities: softmax(logits / temperature); each row sums to 1."""

@@ -38,13 +38,8 @@ class Embedder:
         cache_dir: Path | None = None,
         tokens: SharedTokens | None = None,
     ) -> None:
-        from sentence_transformers import SentenceTransformer
-
         path = resolve_base_model(name)
-        try:
-            model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load embedder {name!r} from {path}: {exc}") from exc
+        model = load_sentence_model(name)
         encoder = _mean_pool_encoder(name, model)
         self.name = name
         self.device = torch.device(device)
@@ -55,7 +50,7 @@ class Embedder:
         self.max_length = int(model.max_seq_length or 512)
         self.tokens = tokens or SharedTokens(model.tokenizer)
         self.tokens.widen(self.max_length)
-        key = f"embedder-{path.name}-{hashlib.sha256(str(path).encode()).hexdigest()[:10]}"
+        key = model_key(path)
         self._run = build_run(
             MeanPooled(encoder.to(self.device)),
             inference=inference,
@@ -68,6 +63,18 @@ class Embedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in order."""
         ids = self.tokens.encode(texts, self.max_length)
+        ready = self.tokens.vectors(texts)  # from the classifier's shared trunk, if any
+        todo = [i for i in range(len(ids)) if i not in ready]
+        if len(todo) < len(ids):
+            out = np.empty((len(ids), self.dim), dtype=np.float32)
+            for i, vector in ready.items():
+                out[i] = vector
+            if todo:
+                out[todo] = self._embed_ids([ids[i] for i in todo])
+            return out
+        return self._embed_ids(ids)
+
+    def _embed_ids(self, ids: Sequence[Sequence[int]]) -> np.ndarray:
         batches = self.tokens.plan(
             ids,
             batch_size=self.batch_size,
@@ -82,6 +89,27 @@ class Embedder:
             width=self.dim,
             left_pad=self.tokens.left_pad,
         )
+
+
+def load_sentence_model(name: str) -> Any:
+    """The sentence-transformers model `name` (a stable name or a path), from disk only."""
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_base_model(name)
+    try:
+        return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load embedder {name!r} from {path}: {exc}") from exc
+
+
+def load_encoder(name: str) -> Any:
+    """The Hugging Face encoder inside the embedder `name` (what a shared trunk branches to)."""
+    return _mean_pool_encoder(name, load_sentence_model(name))
+
+
+def model_key(path: Path) -> str:
+    """The embedder's name in export caches: its directory and a hash of where it lies."""
+    return f"embedder-{path.name}-{hashlib.sha256(str(path).encode()).hexdigest()[:10]}"
 
 
 def _mean_pool_encoder(name: str, model: Any) -> Any:

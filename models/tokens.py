@@ -5,12 +5,17 @@ MiniLM both read with the same tokenizer. Whichever comes first encodes the text
 (`truncation.encode`, at the longer of the two readers' lengths: the other's cut is `recut` of
 it) and plans the batches by length; the second finds both. One entry each: the next batch of
 tickets replaces them, so nothing grows with traffic.
+
+When the classifier runs on a shared trunk (`models.trunk`), it leaves here the embedder's
+vectors of the texts it read whole, and the embedder runs only on the rest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from models import truncation
 from models.batches import plan_batches
@@ -27,6 +32,7 @@ class SharedTokens:
         self.max_length = max_length
         self._ids: tuple[tuple[str, ...], int, list[list[int]]] | None = None
         self._plan: tuple[tuple[Any, ...], list[list[int]]] | None = None
+        self._vectors: tuple[tuple[str, ...], dict[int, np.ndarray]] | None = None
 
     def widen(self, max_length: int) -> None:
         """Make room for a reader of `max_length` tokens (at load, before serving)."""
@@ -44,6 +50,21 @@ class SharedTokens:
         if max_length >= entry[1]:
             return ids
         return [truncation.recut(self.tokenizer, row, max_length) for row in ids]
+
+    def full_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Token counts of `texts` at the longest reader's length (after `encode` of them)."""
+        return [len(ids) for ids in self.encode(texts, self.max_length)]
+
+    def keep_vectors(self, texts: Sequence[str], vectors: dict[int, np.ndarray]) -> None:
+        """The embedder's vectors of some of `texts` (by position), computed by a shared trunk."""
+        self._vectors = (tuple(texts), vectors)
+
+    def vectors(self, texts: Sequence[str]) -> dict[int, np.ndarray]:
+        """The vectors `keep_vectors` left for exactly these texts (empty when none)."""
+        entry = self._vectors  # one read: another thread may replace it meanwhile
+        if entry is None or entry[0] != tuple(texts):
+            return {}
+        return entry[1]
 
     def plan(
         self,
