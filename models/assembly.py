@@ -92,7 +92,12 @@ def shared_base_tasks(s: ModelSettings) -> tuple[str, ...]:
 
 def classifier_models(clf: Classifier) -> TaskModels:
     """What the first pass needs of a lone classifier."""
-    return TaskModels(labels=clf.labels, predict_proba=clf.predict_proba, version=clf.version)
+    return TaskModels(
+        labels=clf.labels,
+        predict_proba=clf.predict_proba,
+        version=clf.version,
+        side_by_side=clf.inference == "onnx",
+    )
 
 
 def adapter_set_models(adapters: AdapterSet, task: str) -> TaskModels:

@@ -127,6 +127,8 @@ class TaskModels:
     labels: LabelSet
     predict_proba: Predict
     version: str
+    #: Its passes run on one thread each (ONNX on the CPU), so several may run at once.
+    side_by_side: bool = False
 
 
 def mix(

@@ -38,6 +38,11 @@ CpuInference = Literal["fp32", "int8", "onnx"]
 CPU_INFERENCE: tuple[CpuInference, ...] = ("fp32", "int8", "onnx")
 #: A padded batch (input ids, attention mask) -> its outputs, fp32 on the CPU.
 Run = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: Threads of one ONNX pass. A batch of short tickets splits badly across threads: on 2 cores a
+#: pass on 2 threads took 30% more CPU (2.34 against 1.80 ms a Banking77 ticket) for about the
+#: same wall time. So a pass runs on one core, and passes run side by side instead
+#: (`worker.batches.first_pass`); sessions are safe to run from several threads at once.
+ONNX_THREADS = 1
 #: ONNX opset of the export (TorchScript exporter; MiniLM needs nothing newer).
 OPSET = 17
 
@@ -176,12 +181,12 @@ def export_int8(module: nn.Module, out: Path) -> None:
 
 
 def onnx_run(path: Path) -> Run:
-    """An ONNX Runtime session of `path` on the CPU, with torch's thread count."""
+    """An ONNX Runtime session of `path` on the CPU, one thread a pass (`ONNX_THREADS`)."""
     import onnxruntime as ort  # type: ignore[import-untyped]
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = torch.get_num_threads()
+    options.intra_op_num_threads = ONNX_THREADS
     options.inter_op_num_threads = 1
     # Idle threads sleep rather than spin, as the worker's torch threads do (worker.process).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -3,8 +3,9 @@
 The cascade's first pass calls the classifier, then the embedder, on the same list of texts; on
 MiniLM both read with the same tokenizer. Whichever comes first encodes the texts here
 (`truncation.encode`, at the longer of the two readers' lengths: the other's cut is `recut` of
-it) and plans the batches by length; the second finds both. One entry each: the next batch of
-tickets replaces them, so nothing grows with traffic.
+it) and plans the batches by length; the second finds both. One entry each per thread (first
+passes may run side by side): the thread's next batch replaces them, so nothing grows with
+traffic.
 
 When the classifier runs on a shared trunk (`models.trunk`), it leaves here the embedder's
 vectors of the texts it read whole, and the embedder runs only on the rest.
@@ -12,6 +13,7 @@ vectors of the texts it read whole, and the embedder runs only on the rest.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +21,14 @@ import numpy as np
 
 from models import truncation
 from models.batches import plan_batches
+
+
+class _Latest(threading.local):
+    """One thread's latest entries (each thread starts with none)."""
+
+    ids: tuple[tuple[str, ...], int, list[list[int]]] | None = None
+    plan: tuple[tuple[Any, ...], list[list[int]]] | None = None
+    vectors: tuple[tuple[str, ...], dict[int, np.ndarray]] | None = None
 
 
 class SharedTokens:
@@ -30,9 +40,7 @@ class SharedTokens:
         self.left_pad = getattr(tokenizer, "padding_side", "right") == "left"
         #: The longest reader's length: texts are encoded at it once.
         self.max_length = max_length
-        self._ids: tuple[tuple[str, ...], int, list[list[int]]] | None = None
-        self._plan: tuple[tuple[Any, ...], list[list[int]]] | None = None
-        self._vectors: tuple[tuple[str, ...], dict[int, np.ndarray]] | None = None
+        self._latest = _Latest()
 
     def widen(self, max_length: int) -> None:
         """Make room for a reader of `max_length` tokens (at load, before serving)."""
@@ -42,10 +50,10 @@ class SharedTokens:
         """`truncation.encode(tokenizer, texts, max_length)`, tokenised once for all readers."""
         self.widen(max_length)
         key = tuple(texts)
-        entry = self._ids  # one read: another thread may replace it meanwhile
+        entry = self._latest.ids
         if entry is None or entry[1] != self.max_length or entry[0] != key:
             entry = (key, self.max_length, truncation.encode(self.tokenizer, key, self.max_length))
-            self._ids = entry
+            self._latest.ids = entry
         ids = entry[2]
         if max_length >= entry[1]:
             return ids
@@ -57,11 +65,11 @@ class SharedTokens:
 
     def keep_vectors(self, texts: Sequence[str], vectors: dict[int, np.ndarray]) -> None:
         """The embedder's vectors of some of `texts` (by position), computed by a shared trunk."""
-        self._vectors = (tuple(texts), vectors)
+        self._latest.vectors = (tuple(texts), vectors)
 
     def vectors(self, texts: Sequence[str]) -> dict[int, np.ndarray]:
         """The vectors `keep_vectors` left for exactly these texts (empty when none)."""
-        entry = self._vectors  # one read: another thread may replace it meanwhile
+        entry = self._latest.vectors
         if entry is None or entry[0] != tuple(texts):
             return {}
         return entry[1]
@@ -81,7 +89,7 @@ class SharedTokens:
             max_batch_tokens,
             overhead_tokens,
         )
-        entry = self._plan
+        entry = self._latest.plan
         if entry is None or entry[0] != key:
             batches = plan_batches(
                 key[0],
@@ -89,5 +97,5 @@ class SharedTokens:
                 max_batch_tokens=max_batch_tokens,
                 overhead_tokens=overhead_tokens,
             )
-            entry = self._plan = (key, batches)
+            entry = self._latest.plan = (key, batches)
         return entry[1]

@@ -38,11 +38,14 @@ def run_worker(
         from worker.process import passive_threads
 
         passive_threads()  # before any process here loads torch
-        # Batches in flight: threads take turns for one pass at a time, prefork children run
-        # one each; plus one ready to start, and one writing its results back when that runs in
-        # the batch (`serve_here`). A batch can only fill from prefetched messages: the worker
-        # holds those in flight and one more filling.
-        in_flight = concurrency + 1 if pool == "prefork" else 3 if inline else 2
+        # Batches in flight: threads run as many passes at once as `passes_side_by_side` says,
+        # prefork children one each; plus one ready to start, and one writing its results back
+        # when that runs in the batch (`serve_here`). A batch can only fill from prefetched
+        # messages: the worker holds those in flight and one more filling.
+        from worker.process import passes_side_by_side
+
+        passes = concurrency if pool == "prefork" else min(concurrency, passes_side_by_side())
+        in_flight = passes + (2 if inline and pool != "prefork" else 1)
         classify_task.max_in_flight = in_flight
         held = (in_flight + 1) * get_settings().classify_batch
         app.conf.worker_prefetch_multiplier = max(1, -(-held // max(1, concurrency)))

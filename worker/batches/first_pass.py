@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from models.cascade import FirstPass, first_pass
@@ -20,9 +21,9 @@ from worker.writeback.dead_letter import dead_letter
 log = logging.getLogger(__name__)
 
 Item = tuple[Ticket, dict[str, Any]]
-#: One first pass at a time in a process: torch already spreads one pass over every core (a
-#: GPU's memory holds one batch's activations), and two at once only slow each other down. In a
-#: threads pool the next batch's messages, and the last one's write-back, run meanwhile.
+#: One torch first pass at a time in a process: torch already spreads one pass over every core
+#: (a GPU's memory holds one batch's activations), and two at once only slow each other down. In
+#: a threads pool the next batch's messages, and the last one's write-back, run meanwhile.
 _one_pass = threading.Lock()
 
 
@@ -53,8 +54,17 @@ def run_isolating(task: str, items: Sequence[Item]) -> list[tuple[FirstPass, dic
 
 def run_first_pass(task: str, tickets: Sequence[Ticket]) -> list[FirstPass]:
     """The cascade's first pass with this process's models: what `classify` runs per batch."""
-    with _one_pass:
+    side_by_side = (
+        resources.task_models(task).side_by_side and resources.embedder().inference == "onnx"
+    )
+    with _passes_side_by_side() if side_by_side else _one_pass:
         return _first_pass(task, tickets)
+
+
+@lru_cache
+def _passes_side_by_side() -> threading.BoundedSemaphore:
+    """ONNX passes run on one thread each: as many at once as `process.passes_side_by_side`."""
+    return threading.BoundedSemaphore(process.passes_side_by_side())
 
 
 def _first_pass(task: str, tickets: Sequence[Ticket]) -> list[FirstPass]:
