@@ -46,8 +46,10 @@ class ModelSettings(BaseSettings):
     max_batch_tokens: int = Field(default=16384, ge=0)
 
     #: How the classifier and the embedder run on a CPU: ``onnx`` (ONNX Runtime, int8 weights,
-    #: exported once per adapter version into ``model_cache_dir``), ``int8`` (torch's
-    #: dynamic quantisation) or ``fp32``. A GPU always runs torch (bf16 classifier).
+    #: exported once per adapter version into ``model_cache_dir``, one thread a pass),
+    #: ``int8`` (torch's dynamic quantisation) or ``fp32`` (the two models apart, as trained).
+    #: Quantised, the layers the adapter left frozen run once for both models (one trunk,
+    #: two tops). A GPU always runs torch (bf16 classifier).
     cpu_inference: Literal["onnx", "int8", "fp32"] = "onnx"
     #: Where ONNX exports of the served models are kept, named by adapter version (a content
     #: hash) and embedder; unset: ``$XDG_CACHE_HOME/ticket-triage/onnx`` (``~/.cache/...``), so
