@@ -443,11 +443,11 @@ def _fit(
                 loss_ema = (
                     loss.item() if math.isnan(loss_ema) else 0.9 * loss_ema + 0.1 * loss.item()
                 )
-                step.advance(1, note=_note(epoch, config.epochs, loss_ema, acc))
+                step.advance(1, note=_note(epoch, config.epochs, loss_ema, acc, epoch - 1))
             eval_logits = held_out_logits()
             acc = float((eval_logits.argmax(axis=1) == eval_y).mean())
             logger.info("epoch %d: loss %.4f, held-out accuracy %.4f", epoch, loss_ema, acc)
-            step.set_note(_note(epoch, config.epochs, loss_ema, acc))
+            step.set_note(_note(epoch, config.epochs, loss_ema, acc, epoch))
             if acc > best.accuracy:
                 best = _Fit(acc, epoch, epoch, eval_logits, 0.0)
                 best_state = {
@@ -464,10 +464,13 @@ def _fit(
     return best
 
 
-def _note(epoch: int, epochs: int, loss: float, acc: float) -> str:
-    """The progress note: the epoch, the running loss and the last held-out accuracy (if any)."""
+def _note(epoch: int, epochs: int, loss: float, acc: float, measured: int) -> str:
+    """The progress note: the epoch, the running loss and the last held-out accuracy (if any),
+    with the epoch it was measured after (mid-epoch, the one before)."""
     note = f"epoch {epoch}/{epochs}, loss {loss:.3f}"
-    return note if math.isnan(acc) else f"{note}, held-out accuracy {acc:.3f}"
+    return (
+        note if math.isnan(acc) else f"{note}, held-out accuracy {acc:.3f} after epoch {measured}"
+    )
 
 
 @contextmanager

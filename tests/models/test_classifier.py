@@ -228,6 +228,9 @@ def test_training_off_a_terminal_logs_progress_with_loss_and_accuracy(
     assert any(line.startswith("frozen layers: ") for line in lines)
     assert len(steps) >= 2 * 2  # two epochs of two batches, and the closing line
     assert "epoch 2/2, loss " in steps[-2] and "held-out accuracy 0." in steps[-2]
+    # Mid-epoch the accuracy shown is the last epoch's, and says so.
+    assert any("epoch 2/2" in line and "after epoch 1" in line for line in steps)
+    assert "after epoch 2" in steps[-2]
     assert steps[-1].startswith("training: done")
 
 
