@@ -101,10 +101,8 @@ def evaluate(**opts: Any) -> None:
     """
     import json
 
-    from models.classifier import LABELS_FILE
     from models.evaluation import CONFIGS, FRONTIER_CONFIGS, choose_unknown
     from models.settings import get_settings
-    from models.workbench import describe_index, run_eval
     from producer.errors import TriageError
     from producer.labelset import LabelSet
 
@@ -130,6 +128,10 @@ def evaluate(**opts: Any) -> None:
     data_file, index_file = read_inputs(
         opts["data"], opts["index_data"], opts=opts, labels=adapter_labels(adapter)
     )
+    # torch and the models: only once the files are known good.
+    from models.classifier import LABELS_FILE
+    from models.workbench import describe_index, run_eval
+
     try:
         spec = opts["unknown_labels"]
         labels = LabelSet.load(adapter / LABELS_FILE) if spec else None

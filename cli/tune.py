@@ -95,7 +95,6 @@ def tune(**opts: Any) -> None:
     """
     from models.settings import get_settings
     from models.tuning import TuneTarget
-    from models.workbench import run_tune
     from producer.errors import TriageError
 
     s = get_settings()
@@ -104,6 +103,8 @@ def tune(**opts: Any) -> None:
     index_file, held_file = read_inputs(
         opts["index_data"], opts["held_out"], opts=opts, labels=adapter_labels(adapter)
     )
+    from models.workbench import run_tune  # torch: only once the files are known good
+
     try:
         target = TuneTarget(
             precision=(

@@ -280,3 +280,29 @@ def test_trains_next_line_parses_as_tune_with_what_train_was_given(tmp_path: Pat
     assert shlex.split(_tune_line(plain, adapter)) == [
         "triage", "tune", "--adapter", str(adapter), "--index-data", str(data),
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["tune", "eval", "seed"])
+def test_a_malformed_file_is_refused_before_torch_loads(
+    command: str, setup: Setup, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"text,category\nhello\x00,alpha\n")
+    flag = {"tune": "--index-data", "eval": "--data", "seed": "--data"}[command]
+    # A fresh interpreter: this one imported torch long ago. Refused in under a second, not
+    # after torch's 2-10 s of importing.
+    probe = (
+        "import sys\n"
+        "from cli.main import main\n"
+        f"try: main([{command!r}, {flag!r}, {str(bad)!r}], standalone_mode=False)\n"
+        "except Exception as exc: print(type(exc).__name__, exc)\n"
+        "print('torch loaded:', 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert f"{bad}:2: text holds a NUL byte" in out.stdout + out.stderr
+    assert "torch loaded: False" in out.stdout
