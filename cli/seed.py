@@ -48,16 +48,25 @@ if TYPE_CHECKING:
     show_default=True,
     help="Source the seeded tickets carry (a neighbour shows it).",
 )
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Also remove the tickets of this --source that the file no longer holds (rows "
+    "dropped since an earlier seed), after every row is in. The worker's own tickets and "
+    "other sources stay.",
+)
 def seed(**opts: Any) -> None:
     """Put labelled tickets into the worker's neighbour index for a task (or refresh them).
 
     Each ticket is stored with a human label and an id made from its text, so running the
     command again with the same or a corrected file replaces those tickets instead of adding
-    copies. A worker in local mode (no TRIAGE_QDRANT_URL) holds the index: stop it first.
+    copies; a row dropped from the file stays in the index unless --replace. A worker in
+    local mode (no TRIAGE_QDRANT_URL) holds the index: stop it first.
 
     \b
     Example:
       triage seed --data examples/banking77/train.csv
+      triage seed --data examples/banking77/train.csv --replace
       triage seed --task team --data tickets.csv --text-field subject,body --label-field team
     """
     from models.assembly import load_embedder, open_index
@@ -89,6 +98,7 @@ def seed(**opts: Any) -> None:
             data.examples,
             source=opts["source"],
             labelled_by=f"triage seed {Path(opts['data']).name}",
+            replace=opts["replace"],
         )
     except TriageError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -98,6 +108,7 @@ def seed(**opts: Any) -> None:
     click.echo(
         f"seeded {report.tickets:,} tickets of {task} from {opts['data']}"
         + (f" ({report.rows:,} rows; {repeated:,} repeat a text)" if repeated else "")
+        + (f"; removed {report.removed:,} no longer in the file" if opts["replace"] else "")
         + f" in {report.seconds:.0f} s; the index at {where} holds {report.index_total:,}"
     )
     if report.conflicts:

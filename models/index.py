@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from models.local_index import VectorMirror, fast_commits, load_mirror
+from models.local_index import LOAD_PAGE, VectorMirror, fast_commits, load_mirror
 from producer.errors import IndexUnavailable
 from producer.schemas import Neighbour, SetBy
 
@@ -166,6 +166,44 @@ class TicketIndex:
             if mirror is not None:  # after the collection took them: it stays the truth
                 ids = [str(p.id) for p in points]
                 mirror.put(ids, vectors, [p.payload or {} for p in points])
+
+    def remove_source_except(self, task: str, source: str, keep: Collection[str]) -> int:
+        """Delete `task`'s points of `source` whose ticket id is not in `keep` (what an earlier
+        seed put in and the new file no longer holds); how many went."""
+        from qdrant_client import models as qm
+
+        name = collection_name(task)
+        only = qm.Filter(must=[qm.FieldCondition(key="source", match=qm.MatchValue(value=source))])
+        gone: list[str] = []
+        try:
+            with self._serial:
+                if not self._client.collection_exists(name):
+                    return 0
+                offset: Any = None
+                while True:
+                    points, offset = self._client.scroll(
+                        name,
+                        scroll_filter=only,
+                        limit=LOAD_PAGE,
+                        offset=offset,
+                        with_payload=["ticket_id"],
+                        with_vectors=False,
+                    )
+                    gone += [
+                        str(p.id)
+                        for p in points
+                        if str((p.payload or {}).get("ticket_id")) not in keep
+                    ]
+                    if offset is None:
+                        break
+                if gone:
+                    self._client.delete(name, points_selector=qm.PointIdsList(points=gone))
+                    mirror = self._mirrors.get(name)
+                    if mirror is not None:  # after the collection: it stays the truth
+                        mirror.remove(gone)
+        except Exception as exc:
+            raise IndexUnavailable(f"Qdrant could not remove points from {name}: {exc}") from exc
+        return len(gone)
 
     def _human_points(self, task: str, tickets: Sequence[IndexedTicket]) -> set[str]:
         """The ids among `tickets`' points that hold a human label now."""

@@ -71,6 +71,22 @@ class VectorMirror:
                 self._matrix[row] = vector
                 self._payloads[row] = {k: payload.get(k) for k in PAYLOAD_FIELDS}
 
+    def remove(self, ids: Sequence[str]) -> None:
+        """Drop these points (ids not here are ignored); the last row moves into each hole."""
+        with self._lock:
+            for point in ids:
+                row = self._rows.pop(point, None)
+                if row is None:
+                    continue
+                last = len(self._ids) - 1
+                if row != last:
+                    moved = self._ids[last]
+                    self._matrix[row] = self._matrix[last]
+                    self._ids[row], self._payloads[row] = moved, self._payloads[last]
+                    self._rows[moved] = row
+                self._ids.pop()
+                self._payloads.pop()
+
     def top(self, queries: np.ndarray, limit: int) -> list[list[Hit]]:
         """The `limit` best points of each query by dot product, best first (as Qdrant's DOT)."""
         with self._lock:

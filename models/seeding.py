@@ -41,6 +41,9 @@ class SeedReport:
     #: The task's collection after seeding (earlier tickets and the worker's included).
     index_total: int
     seconds: float
+    #: Tickets of this source an earlier seed put in and this one no longer holds, removed
+    #: (`replace`); 0 when not asked.
+    removed: int = 0
 
 
 def text_id(text: str) -> str:
@@ -58,11 +61,13 @@ def seed_index(
     ids: Sequence[str] | None = None,
     labelled_by: str = "seed",
     show_progress: bool = True,
+    replace: bool = False,
 ) -> SeedReport:
     """Upsert `rows` into `task`'s collection as human-labelled tickets of `source`.
 
     `ids` (one per row, e.g. `triage export`'s ticket ids) name the tickets; by default each is
-    `text_id` of its text.
+    `text_id` of its text. `replace`: then remove the tickets of `source` that are not among
+    them (rows dropped from the file since an earlier seed), once every row is in.
     """
     from models.index import IndexedTicket
 
@@ -87,6 +92,7 @@ def seed_index(
             ]
             index.upsert(task, tickets, embedder.embed([r.text for _, r in chunk]))
             step.advance(len(chunk))
+    removed = index.remove_source_except(task, source, chosen.keys()) if replace else 0
     return SeedReport(
         task=task,
         source=source,
@@ -95,4 +101,5 @@ def seed_index(
         conflicts=sum(len(labels) > 1 for labels in labels_of.values()),
         index_total=index.count(task),
         seconds=time.perf_counter() - started,
+        removed=removed,
     )

@@ -106,3 +106,28 @@ def test_a_text_with_two_labels_keeps_the_last_and_says_so(task: Path, tmp_path:
     assert "rows left out for a label outside the label set: 1 ('Elsewhere' (1))" in out
     assert _count() == 1
     assert _nearest("VPN unreachable")[0] == "Hardware"
+
+
+def test_replace_removes_what_the_file_no_longer_holds_and_nothing_else(
+    task: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "tickets.csv"
+    head = "subject,body,team\n"
+    screen = "Screen broken,my laptop screen is cracked,Hardware\n"
+    password = "Password,I cannot log in to my mailbox,Access\n"
+    order = "Order,please buy two monitors for the team,Purchase\n"
+    data.write_text(head + screen + password + order)
+    _seed(data)
+    _seed(data, "--source", "other")  # another source's tickets, the same texts
+    assert _count() == 6
+
+    data.write_text(head + screen + password)  # the order row is gone
+    assert "removed" not in _seed(data)
+    assert _count() == 6  # without --replace it stays
+    out = _seed(data, "--replace")
+    assert "removed 1 no longer in the file" in out and "holds 5" in out
+    assert _count() == 5
+    # Its neighbour is now the other source's copy; this source's is gone from the search too.
+    assert _nearest("buy two monitors for the team")[2] == "other"
+    assert _nearest("laptop screen cracked")[0] == "Hardware"
+    assert "removed 0 no longer in the file" in _seed(data, "--replace")

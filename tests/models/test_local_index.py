@@ -47,6 +47,25 @@ def test_the_mirror_finds_what_qdrant_finds_before_and_after_upserts(tmp_path: P
     index.close()
 
 
+def test_removed_points_leave_the_collection_and_the_mirror_alike(tmp_path: Path) -> None:
+    index = TicketIndex(path=tmp_path / "q")
+    index.upsert("t", _tickets(300), _unit(300, 0))
+    others = [IndexedTicket(f"o{i}", "other", "z", f"other {i}") for i in range(50)]
+    index.upsert("t", others, _unit(50, 3))
+    queries = np.concatenate([_unit(20, 1), _unit(300, 0)[::15]])
+    assert _mirror_ids(index, queries, 5) == _qdrant_ids(index, queries, 5)  # mirror loaded
+    keep = {str(i) for i in range(300) if i % 4}  # every fourth of "src" goes
+    assert index.remove_source_except("t", "src", keep) == 75
+    assert index.count("t") == 300 - 75 + 50
+    assert _mirror_ids(index, queries, 5) == _qdrant_ids(index, queries, 5)
+    found = {n.ticket_id for row in index.neighbours("t", queries, 20) for n in row}
+    assert found and not {str(i) for i in range(0, 300, 4)} & found
+    assert any(t.startswith("o") for t in found)  # the other source untouched
+    assert index.remove_source_except("t", "src", keep) == 0
+    assert index.remove_source_except("missing", "src", keep) == 0
+    index.close()
+
+
 def test_a_reopened_index_searches_what_was_stored(tmp_path: Path) -> None:
     index = TicketIndex(path=tmp_path / "q")
     index.upsert("t", _tickets(50), _unit(50, 0))
