@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def load_models(args: argparse.Namespace, index_rows: Sequence[LabelledText]) ->
     """The adapter, the embedder and a fresh in-memory index of `index_rows` (people's labels)."""
     from models.assembly import classifier_models, load_classifier, load_embedder
     from models.cascade import load_policy
-    from models.evaluation import cached
+    from models.evaluation import cached, cached_task
     from models.index import TicketIndex
     from models.settings import get_settings
 
@@ -66,7 +66,7 @@ def load_models(args: argparse.Namespace, index_rows: Sequence[LabelledText]) ->
     clf = load_classifier(args.adapter, settings)
     embedder = load_embedder(settings)
     task = classifier_models(clf)
-    task = replace(task, predict_proba=cached(task.predict_proba))
+    task = cached_task(task)
     embed = cached(embedder.embed)
     policy = load_policy(args.adapter, settings)
     models = Models(task, embed, policy, TicketIndex(), task.labels.task)

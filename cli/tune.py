@@ -71,8 +71,8 @@ if TYPE_CHECKING:
     show_default=True,
     envvar="TRIAGE_TUNE_OUT_OF_SCOPE_RATE",
     help="Largest share of in-scope tickets sent to review as unlike every label (the "
-    "classifier's confidence times the similarity of the nearest ticket of its label too "
-    "low); 0 turns the check off.",
+    "classifier's energy, less the distance to the nearest ticket of its label, too low); 0 "
+    "turns the check off.",
 )
 @click.option(
     "--model-weight",
@@ -148,9 +148,13 @@ def describe(report: TuneReport, adapter: Path) -> str:
     )
     oos = report.out_of_scope
     if p.scope_threshold is not None:
+        score = (
+            "energy + 5 log(nearest same-label similarity)"
+            if p.scope_kind == "energy"
+            else "confidence x nearest same-label similarity"
+        )
         lines.append(
-            f"  out of scope under {p.scope_threshold:.3f} (confidence x nearest same-label "
-            f"similarity): flags "
+            f"  out of scope under {p.scope_threshold:.3f} ({score}): flags "
             f"{oos.get('flagged_test', float('nan')):.1%} of in-scope test tickets "
             f"(asked: at most {report.target.out_of_scope_rate:.0%})"
         )

@@ -96,6 +96,7 @@ def classifier_models(clf: Classifier) -> TaskModels:
         labels=clf.labels,
         predict_proba=clf.predict_proba,
         version=clf.version,
+        predict_logits=clf.calibrated_logits,
         side_by_side=clf.inference == "onnx",
     )
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -62,6 +62,10 @@ class Policy(BaseModel):
     #: Out of scope: a ticket whose `scope_score` is under this goes to human review; None
     #: (policies tuned before it existed) flags nothing. `triage tune` sets it.
     scope_threshold: float | None = None
+    #: Which `scope_score` the threshold is on: the classifier's ``energy`` with the nearest
+    #: same-label similarity (what `triage tune` chooses when the classifier gives logits), or
+    #: its ``confidence`` times that similarity (policies tuned before, adapter sets).
+    scope_kind: Literal["confidence", "energy"] = "confidence"
 
     def deciding(self, *, classifier: float = NEVER, retrieval: float = NEVER) -> Policy:
         """This policy with these thresholds: a stage given none never decides."""
@@ -127,6 +131,9 @@ class TaskModels:
     labels: LabelSet
     predict_proba: Predict
     version: str
+    #: Calibrated logits (logits / temperature; their softmax is `predict_proba`), when the
+    #: classifier gives them: the first pass then reads these alone, and the energy with them.
+    predict_logits: Predict | None = None
     #: Its passes run on one thread each (ONNX on the CPU), so several may run at once.
     side_by_side: bool = False
 
@@ -200,7 +207,7 @@ def first_pass(
     n = len(tickets)
 
     started = time.perf_counter()
-    probs = np.asarray(task.predict_proba(texts))
+    probs, energies = classify(task, texts)
     clf_ms = (time.perf_counter() - started) * 1000.0
 
     started = time.perf_counter()
@@ -221,12 +228,18 @@ def first_pass(
         )
         mixed = mix(clf, vote, policy.classifier_weight)
         clf_top, mixed_top = int(clf.argmax()), int(mixed.argmax())
-        scope = scope_score(
-            found[i],
-            names[clf_top],
-            task.labels,
-            float(clf[clf_top]),
-            model_weight=policy.model_weight,
+        energy = None if energies is None else float(energies[i])
+        scope = (
+            scope_score(
+                found[i],
+                names[clf_top],
+                task.labels,
+                float(clf[clf_top]),
+                model_weight=policy.model_weight,
+                energy=energy if policy.scope_kind == "energy" else None,
+            )
+            if policy.scope_kind == "confidence" or energy is not None
+            else None  # an energy threshold, and a classifier without logits: no check
         )
         trace = [
             StageTrace(
@@ -249,7 +262,7 @@ def first_pass(
         top, probs_of = (clf_top, clf) if decided_by == "classifier" else (mixed_top, mixed)
         label, confidence = names[top], float(probs_of[top])
         unlike = (
-            out_of_scope_reason(names[clf_top], scope, policy.scope_threshold)
+            out_of_scope_reason(names[clf_top], scope, policy)
             if in_scope(scope, policy.scope_threshold) is False
             else None
         )
@@ -280,13 +293,30 @@ def first_pass(
     return out
 
 
-def out_of_scope_reason(label: str, scope: float | None, threshold: float | None) -> str:
+def out_of_scope_reason(label: str, scope: float | None, policy: Policy) -> str:
     """Why a ticket went to review as out of scope (the result's reason, for people)."""
-    return (
-        f"out of scope: {scope:.2f} (the classifier's confidence in {label!r} times the "
-        f"similarity of the nearest {label!r} ticket) is under the tuned {threshold:.2f}; the "
-        "ticket may be of a kind the label set does not know"
+    score = (
+        f"the classifier's energy, less the distance to the nearest {label!r} ticket"
+        if policy.scope_kind == "energy"
+        else f"the classifier's confidence in {label!r} times the similarity of the nearest "
+        f"{label!r} ticket"
     )
+    return (
+        f"out of scope: {scope:.2f} ({score}) is under the tuned {policy.scope_threshold:.2f}; "
+        "the ticket may be of a kind the label set does not know"
+    )
+
+
+def classify(task: TaskModels, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The classifier's probabilities of `texts` and, when it gives logits, their energies
+    (log-sum-exp of the calibrated logits), from one pass."""
+    if task.predict_logits is None:
+        return np.asarray(task.predict_proba(texts)), None
+    logits = np.asarray(task.predict_logits(texts), dtype=np.float64)
+    top = logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits - top)
+    total = exp.sum(axis=1, keepdims=True)
+    return (exp / total).astype(np.float32), (top + np.log(total))[:, 0]
 
 
 def top_labels(

@@ -227,6 +227,12 @@ class Classifier:
         )
         return np.ascontiguousarray(out[:, :n_labels])
 
+    def calibrated_logits(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Logits / temperature: their softmax is `predict_proba`, their log-sum-exp the
+        energy (`models.vote.scope_score`)."""
+        out: npt.NDArray[np.float32] = self.predict_logits(texts) / np.float32(self.temperature)
+        return out
+
     def predict_proba(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Calibrated probabilities: softmax(logits / temperature); each row sums to 1."""
         logits = torch.from_numpy(self.predict_logits(texts)) / self.temperature

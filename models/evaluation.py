@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -220,6 +220,16 @@ class Harness:
                 results.append(result)
                 step.advance()
         return results
+
+
+def cached_task(task: TaskModels) -> TaskModels:
+    """`task` with its classifier memoised by text (probabilities and logits alike)."""
+    logits = task.predict_logits
+    return replace(
+        task,
+        predict_proba=cached(task.predict_proba),
+        predict_logits=None if logits is None else cached(logits),
+    )
 
 
 def cached(

@@ -1,16 +1,16 @@
 """Out of scope: how much a ticket looks like the labels it could be given, and leaving labels out.
 
 A classifier trained on N labels gives one of them to everything, however unlike all of them a
-ticket is. `models.vote.scope_score` weighs its confidence by the labelled tickets of the index:
-the similarity of the nearest neighbour that carries the label the classifier picks. A ticket of
-a kind the label set does not know has no close neighbour of that label, and a less sure
-classifier. The cascade sends a ticket whose score is under the policy's
+ticket is. `models.vote.scope_score` weighs its energy (how large its logits are) by the labelled
+tickets of the index: the similarity of the nearest neighbour that carries the label the
+classifier picks. A ticket of a kind the label set does not know has no close neighbour of that
+label, and no large logit. The cascade sends a ticket whose score is under the policy's
 `scope_threshold` to review (`models.cascade.decide`); `conformal_threshold` chooses it on
 in-scope held-out tickets so that at most a given share of in-scope tickets is flagged.
 
 `leave_labels_out` is the evaluation's side: the same models and index as if some labels did not
-exist (their probabilities dropped and the rest renormalised, their tickets out of the search), so
-their tickets stand in for tickets of an unknown kind.
+exist (their logits dropped, so the rest's probabilities renormalised, their tickets out of the
+search), so their tickets stand in for tickets of an unknown kind.
 """
 
 from __future__ import annotations
@@ -76,10 +76,25 @@ def leave_labels_out(
         out: np.ndarray = kept / kept.sum(axis=1, keepdims=True)
         return out
 
+    logits_of = task.predict_logits
+
+    def predict_logits(texts: Sequence[str]) -> np.ndarray:
+        assert logits_of is not None
+        kept: np.ndarray = np.asarray(logits_of(texts))[:, keep]
+        return kept  # their softmax is `predict_proba`'s renormalised probabilities
+
     def filtered(
         vectors: np.ndarray, k: int, exclude: Sequence[tuple[str, str]]
     ) -> list[list[Neighbour]]:
         found = search(vectors, k + LEFT_OUT_MARGIN, exclude)
         return [[n for n in row if n.label not in gone][:k] for row in found]
 
-    return replace(task, labels=labels, predict_proba=predict_proba), filtered
+    return (
+        replace(
+            task,
+            labels=labels,
+            predict_proba=predict_proba,
+            predict_logits=None if logits_of is None else predict_logits,
+        ),
+        filtered,
+    )

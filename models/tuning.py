@@ -213,6 +213,8 @@ def tune(
                     "neighbours": target.neighbours,
                     "model_weight": target.model_weight,
                     "scope_threshold": None,
+                    # The energy score where the classifier gives logits (`models.vote`).
+                    "scope_kind": "confidence" if task.predict_logits is None else "energy",
                 }
             )
             signals = record(tickets, truth, task=task, embed=embed, search=search, policy=policy)

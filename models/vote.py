@@ -6,6 +6,7 @@ How it mixes with the classifier, and who then decides, is the cascade's rule (`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -43,6 +44,13 @@ def neighbour_vote(
     return normalised
 
 
+#: How much the distance to the label's nearest ticket lowers the energy score: a halving of
+#: the similarity weighs like a 3.5-nat drop in the classifier's energy.
+SIMILARITY_WEIGHT = 5.0
+#: The similarity taken when no neighbour has the label (its log must be finite).
+LEAST_SIMILARITY = 1e-3
+
+
 def scope_score(
     neighbours: Sequence[Neighbour],
     label: str,
@@ -50,18 +58,26 @@ def scope_score(
     confidence: float = 1.0,
     *,
     model_weight: float = 1.0,
+    energy: float | None = None,
 ) -> float | None:
-    """How well the labels cover a ticket the classifier calls `label` with `confidence`: that
-    confidence times the cosine similarity of the nearest neighbour with that label (0 when none
-    of the neighbours has it); None when no neighbour is usable (an empty index: nothing to
-    judge by). Either alone misses tickets the other catches: of the Banking77 tickets whose
-    labels were left out yet auto-labelled, flagging 3% of in-scope ones caught 47% with the
-    product, 21% with the similarity alone, 28% with the confidence alone. The neighbours are
-    those the vote counts: with `model_weight` 0, people's labels only.
+    """How well the labels cover a ticket the classifier calls `label`; None when no neighbour
+    is usable (an empty index: nothing to judge by). The neighbours are those the vote counts:
+    with `model_weight` 0, people's labels only.
+
+    With the classifier's `energy` (the log-sum-exp of its calibrated logits; large when some
+    label's logit is large, Liu et al. 2020): the energy plus `SIMILARITY_WEIGHT` times the log
+    of the similarity of the nearest neighbour with that label. Else (policies tuned before it,
+    classifiers that give no logits): `confidence` times that similarity. Of the Banking77
+    tickets of 10 labels left out, cut where each flags 5% of in-scope tickets, at a classifier
+    threshold of 0.5 the energy score let 12% through, the confidence product 27%
+    (`python -m bench.scope_scores`); at 0.9 both about 4%.
     """
     usable = [
         n for n in neighbours if n.label in labels and (n.set_by == "human" or model_weight > 0)
     ]
     if not usable:
         return None
-    return confidence * max((n.score for n in usable if n.label == label), default=0.0)
+    nearest = max((n.score for n in usable if n.label == label), default=0.0)
+    if energy is None:
+        return confidence * nearest
+    return energy + SIMILARITY_WEIGHT * math.log(max(nearest, LEAST_SIMILARITY))

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Collection, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from models.cascade import POLICY_FILE, Policy, Search, load_policy, policy_from
 from models.classifier import Classifier, read_meta
 from models.data import LabelledText
 from models.embedder import Embedder
-from models.evaluation import CONFIGS, FRONTIER_CONFIGS, ConfigRun, Harness, cached
+from models.evaluation import CONFIGS, FRONTIER_CONFIGS, ConfigRun, Harness, cached, cached_task
 from models.frontier import build_frontier_client
 from models.frontier.prompt import build_prompt
 from models.index import SNIPPET_CHARS, IndexedTicket, TicketIndex
@@ -152,7 +152,7 @@ def run_tune(
         served = classifier_models(m.classifier)
         report = tune(
             held_out,
-            task=replace(served, predict_proba=cached(served.predict_proba)),
+            task=cached_task(served),
             embed=cached(m.embedder.embed),
             search=_cached_search(m.search),
             base=policy_from_settings(settings),

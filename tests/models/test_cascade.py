@@ -238,6 +238,46 @@ def test_a_ticket_unlike_every_label_goes_to_review_not_to_the_frontier() -> Non
     assert unchecked[0].decided_by == "classifier"  # a policy tuned before the check
 
 
+def test_the_energy_score_reads_the_logits_and_the_nearest_ticket_of_the_label() -> None:
+    logits = np.array([[4.0, 1.0, 0.0], [0.5, 0.4, 0.3], [4.0, 1.0, 0.0]])
+    energy = np.log(np.exp(logits).sum(axis=1))
+    near, far = [nb("a", 0.9), nb("b", 0.8)], [nb("b", 0.5), nb("a", 0.3)]
+    tickets = [Ticket(id=str(i), body=f"ticket {i}") for i in range(3)]
+    task = TaskModels(
+        LABELS,
+        lambda texts: pytest.fail("the first pass reads the logits alone"),
+        "adapter@1",
+        predict_logits=lambda texts: logits,
+    )
+    policy = Policy(
+        classifier_threshold=0.9, retrieval_threshold=0.99, scope_kind="energy", scope_threshold=2.0
+    )
+    sure, flat, far_away = first_pass(
+        tickets,
+        task=task,
+        embed=lambda texts: np.ones((len(texts), 4), dtype=np.float32) / 2,
+        search=lambda vectors, k, exclude: [near, near, far],
+        policy=policy,
+    )
+    softmax = np.exp(logits[0]) / np.exp(logits[0]).sum()
+    assert sure.trace[0].confidence == pytest.approx(float(softmax.max()), rel=1e-6)
+    assert sure.decided_by == "classifier" and sure.out_of_scope is None
+    assert sure.trace[-1].detail["scope"] == pytest.approx(energy[0] + 5 * math.log(0.9))
+    # Small logits everywhere (no label of its kind) and a far nearest ticket: both flagged.
+    assert flat.out_of_scope and "energy" in flat.out_of_scope
+    assert flat.trace[-1].detail["scope"] == pytest.approx(energy[1] + 5 * math.log(0.9))
+    assert far_away.out_of_scope and far_away.trace[-1].detail["scope"] == pytest.approx(
+        energy[2] + 5 * math.log(0.3)
+    )
+    assert scope_score(near, "c", LABELS, energy=3.0) == pytest.approx(3.0 + 5 * math.log(1e-3))
+    # An energy threshold and a classifier without logits (an adapter set): no check at all,
+    # rather than a confidence compared with an energy.
+    [unchecked] = run([[0.97, 0.02, 0.01]], [far], policy)
+    assert unchecked.decided_by == "classifier" and "scope" not in unchecked.trace[-1].detail
+    # Policies tuned before the energy score keep the confidence product.
+    assert Policy.model_validate_json('{"scope_threshold": 0.5}').scope_kind == "confidence"
+
+
 def test_the_model_weight_keeps_the_cascades_own_labels_from_outvoting_people() -> None:
     neighbours = [nb("a", 0.9), nb("a", 0.9), nb("b", 0.8, "human")]
     as_before = neighbour_vote(neighbours, LABELS, temperature=0.05, human_weight=2.0)

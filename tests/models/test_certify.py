@@ -145,6 +145,13 @@ def test_leaving_labels_out_renormalises_and_hides_their_tickets() -> None:
     z = logits[:, [0, 2]]
     expected = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(kept.predict_proba(["x", "y"]), expected)
+    assert kept.predict_logits is None  # the task gave none
+    with_logits = TaskModels(
+        LABELS, task.predict_proba, "x@1", predict_logits=lambda texts: logits[: len(texts)]
+    )
+    kept_logits = leave_labels_out(with_logits, search, ["b", "d"])[0].predict_logits
+    assert kept_logits is not None
+    np.testing.assert_allclose(kept_logits(["x", "y"]), z)  # their softmax: `expected`
     [row] = filtered(np.zeros((1, 2)), 5, [("s", "x")])
     assert len(row) == 5 and {n.label for n in row} == {"a", "c"} and calls[-1] > 5
     with pytest.raises(ValueError, match="not in the label set"):
