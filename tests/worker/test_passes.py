@@ -75,3 +75,43 @@ def test_threads_keep_their_own_tokens_and_vectors() -> None:
     }
     assert [len(ids) for ids in seen["b"][0]] == [len(x) for x in tokens.encode(texts["b"], 64)]
     assert tokens.vectors(texts["a"]) == {}  # and this thread saw none of theirs
+
+
+@pytest.mark.parametrize(("side_by_side", "at_once"), [(True, 3), (False, 1)])
+def test_onnx_passes_run_side_by_side_and_torch_passes_take_turns(
+    monkeypatch: pytest.MonkeyPatch, side_by_side: bool, at_once: int
+) -> None:
+    import time
+    from types import SimpleNamespace
+
+    from worker.batches import first_pass
+
+    inside, most = [0], [0]
+    count = threading.Lock()
+
+    def a_pass(task: str, tickets: object) -> list[object]:
+        with count:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.3)
+        with count:
+            inside[0] -= 1
+        return []
+
+    monkeypatch.setattr(first_pass, "_first_pass", a_pass)
+    models = SimpleNamespace(side_by_side=side_by_side)
+    monkeypatch.setattr(first_pass.resources, "task_models", lambda task: models)
+    monkeypatch.setattr(first_pass.resources, "embedder", lambda: SimpleNamespace(inference="onnx"))
+    monkeypatch.setattr(process, "passes_side_by_side", lambda: 3)
+    first_pass._passes_side_by_side.cache_clear()
+    threads = [
+        threading.Thread(target=first_pass.run_first_pass, args=("category", [])) for _ in range(4)
+    ]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        first_pass._passes_side_by_side.cache_clear()
+    assert most[0] == at_once

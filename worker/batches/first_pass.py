@@ -54,10 +54,14 @@ def run_isolating(task: str, items: Sequence[Item]) -> list[tuple[FirstPass, dic
 
 def run_first_pass(task: str, tickets: Sequence[Ticket]) -> list[FirstPass]:
     """The cascade's first pass with this process's models: what `classify` runs per batch."""
-    side_by_side = (
-        resources.task_models(task).side_by_side and resources.embedder().inference == "onnx"
-    )
-    with _passes_side_by_side() if side_by_side else _one_pass:
+    with _one_pass:
+        # Under the lock: the first batches of several threads load the models once, not each.
+        side_by_side = (
+            resources.task_models(task).side_by_side and resources.embedder().inference == "onnx"
+        )
+        if not side_by_side:
+            return _first_pass(task, tickets)
+    with _passes_side_by_side():
         return _first_pass(task, tickets)
 
 
