@@ -113,16 +113,17 @@ TARGETS = [
 ]
 
 LIMITS = {
-    "direct": "CPU time of the classifier and embedder passes (two MiniLM passes over the same "
-    "texts, tokenised and cut into batches by length once; int8 ONNX Runtime by default, fp32 "
-    "torch in `direct:fp32`); the neighbour search is one float32 product per batch over "
-    "the local collection's mirrored vectors, under 1 ms a ticket",
+    "direct": "CPU time of the models: by default one int8 ONNX Runtime run a batch, on one "
+    "thread, through the layers the classifier and the embedder share and then each one's own "
+    "top (`models.trunk`: 8 layer passes where fp32, `direct:fp32`, runs 12 in two torch "
+    "passes); tokenised and cut into batches once; the neighbour search is one float32 "
+    "product per batch over the local collection's mirrored vectors, under 0.3 ms a ticket",
     "e2e": "direct's work plus, per classify batch, its write-back, run in the batch's thread "
-    "after its pass (a Redis pipeline per sink step, one Qdrant upsert committed through "
-    "SQLite's WAL; with no frontier the unsure tickets go to review in it), and Celery's "
-    "overhead (each message popped and decoded one at a time; a loop turn's acks in one "
-    "pipeline). They run beside the next batch's pass, but share its GIL and its two cores: "
-    "what they take, the pass loses",
+    "after its pass (one script call per sink step for the batch, one Qdrant upsert committed "
+    "through SQLite's WAL, one ledger commit; with no frontier the unsure tickets go to review "
+    "in it), Celery's overhead (each message popped and decoded one at a time) and the log "
+    "lines. These are Python under one GIL: with the passes this cheap they, not the passes, "
+    "bound one worker process (the second core runs them beside the pass)",
     "naive": "a batch-of-one classifier and embedder pass per ticket, plus a write-back per "
     "ticket in its task (about 20 Redis round trips and a one-point upsert)",
     "single": "a batch-of-one first pass and its write-back, in the same task; a ticket to an "
