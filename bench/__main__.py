@@ -29,7 +29,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the worker runs (worke
 log = logging.getLogger("bench")
 
 BENCHES = ("direct", "e2e", "naive", "single", "memory", "gpu", "webhook", "backfill")
-#: `--quick`: ~8 minutes on 2 cores instead of ~40.
+#: `--quick`: small sizes, a few minutes on 2 cores.
 QUICK = {
     "tickets": 300,
     "repeat": 1,
@@ -39,7 +39,7 @@ QUICK = {
     "backfill_lines": 100_000,
 }
 EXAMPLES = """examples:
-  python -m bench all                     every bench, summary in bench/RESULTS.md (~40 min)
+  python -m bench all                     every bench, summary in bench/RESULTS.md (~12 min)
   python -m bench all --quick --out /tmp/bench.md
   python -m bench e2e --tickets 500 --adapter .triage/b77/adapter
   python -m bench gpu                     8B-shaped Llama on CUDA, a tiny one on the CPU
