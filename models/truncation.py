@@ -56,7 +56,8 @@ def encode(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[list[i
     prefix, suffix = _specials(tokenizer)
     room = max(1, max_length - prefix - suffix)
     pre = [cut_chars(t, room * CHARS_PER_TOKEN) for t in texts]
-    full = tokenizer(pre)["input_ids"]
+    # verbose=False: the text is cut below, so the "longer than the maximum" warning is noise.
+    full = tokenizer(pre, verbose=False)["input_ids"]
     return [
         ids
         if len(ids) <= max_length
@@ -90,7 +91,8 @@ def recut(tokenizer: Any, ids: Sequence[int], max_length: int) -> list[int]:
 def token_lengths(tokenizer: Any, texts: Sequence[str], ceiling: int) -> list[int]:
     """Each text's length in tokens (special tokens included), counted up to `ceiling` + 1."""
     pre = [cut_chars(t, (ceiling + 1) * CHARS_PER_TOKEN) for t in texts]
-    full = tokenizer(pre)["input_ids"] if pre else []
+    # verbose=False: only counted, never run, so the "longer than the maximum" warning is noise.
+    full = tokenizer(pre, verbose=False)["input_ids"] if pre else []
     return [min(len(ids), ceiling + 1) for ids in full]
 
 
