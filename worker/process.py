@@ -62,19 +62,21 @@ def cores() -> int:
 
 
 def passes_side_by_side() -> int:
-    """First passes one process may run at once: one per core when each runs on one thread
-    (ONNX on the CPU, `models.inference.ONNX_THREADS`), else one (torch spreads a pass over
-    every core itself; a GPU holds one batch's activations).
+    """First passes one process may run at once: when each runs on one thread (ONNX on the CPU,
+    `models.inference.ONNX_THREADS`), one per core but one core, which is left to what the GIL
+    serialises (the event loop, the write-back, the Python of each pass); else one (torch
+    spreads a pass over every core itself; a GPU holds one batch's activations).
 
-    On 2 cores (Banking77 through one worker, `python -m bench e2e`, a quiet machine), two passes
-    side by side ran 306 tickets/s at 5.06 ms of CPU a ticket, one at a time 270 at 4.32 ms:
-    the GIL-bound Python around each pass (search, write-back, Celery) runs while the other
-    pass computes.
+    On 2 cores (Banking77 through one worker, `python -m bench e2e`, a quiet machine), two
+    passes side by side ran 306 and 255 tickets/s in two runs, at 5.06 and 5.76 ms of CPU a
+    ticket; one at a time 270 and 248 tickets/s at 4.32 and 4.67 ms. The second core is busy
+    with the Python around the passes, and the GIL makes both slower: side by side buys an
+    uncertain 10-15% of throughput for 15-25% more CPU a ticket.
     """
     from models.settings import get_settings
 
     s = get_settings()
-    return cores() if s.cpu_inference == "onnx" and s.device != "cuda" else 1
+    return max(1, cores() - 1) if s.cpu_inference == "onnx" and s.device != "cuda" else 1
 
 
 def check_no_cuda_before_fork() -> None:

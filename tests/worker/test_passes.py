@@ -1,7 +1,7 @@
 """How many first passes a worker process runs at once, and that side by side they keep apart.
 
-ONNX passes run on one thread each, so a process runs them side by side, one per core; torch
-passes (fp32, int8, a GPU) spread over the cores themselves and take turns.
+ONNX passes run on one thread each, so a process runs them side by side on all cores but one;
+torch passes (fp32, int8, a GPU) spread over the cores themselves and take turns.
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ def cores(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
 @pytest.mark.parametrize(
     ("inference", "device", "n_cores", "passes"),
     [
-        ("onnx", "auto", 8, 8),
-        ("onnx", "cpu", 2, 2),
+        ("onnx", "auto", 8, 7),
+        ("onnx", "cpu", 2, 1),  # the second core runs the Python around the pass
         ("onnx", "cpu", 1, 1),
         ("onnx", "cuda", 8, 1),  # a GPU runs torch, one batch at a time
         ("fp32", "cpu", 8, 1),
         ("int8", "auto", 8, 1),
     ],
 )
-def test_single_threaded_passes_run_side_by_side_one_per_core(
+def test_single_threaded_passes_run_side_by_side_on_all_cores_but_one(
     cores: pytest.MonkeyPatch, inference: str, device: str, n_cores: int, passes: int
 ) -> None:
     cores.setenv("TRIAGE_CPU_INFERENCE", inference)
