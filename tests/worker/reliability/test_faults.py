@@ -52,14 +52,19 @@ def test_kill_9_a_worker_child_mid_batch(fleet: Fleet, writeback_worker: WorkerP
     clf = fleet.start("classify", worker_pool="prefork", worker_concurrency="1")
     run = fleet.send(fleet.tickets(TOP_UP_TO))
     back_after: list[float] = []
-    for _ in range(KILLS):
-        # Keep a backlog, so the child is always mid-batch (a fast machine drains it sooner).
+    landed = kills = 0
+    # Kills that land between two batches (a fast pass leaves the child idle for a moment while
+    # the next batch is handed over) are tried again: KILLS of them must land mid-batch.
+    while landed < KILLS and kills < 2 * KILLS:
+        # Keep a backlog, so the child is mid-batch (a fast machine drains it sooner).
         if (waiting := fleet.rdb.llen(CLASSIFY_QUEUE)) < TOP_UP_TO:
             run.send(fleet.tickets(len(run.tickets) + TOP_UP_TO - waiting)[len(run.tickets) :])
         warm = clf.output().count("warm-up done")
+        resent_before = clf.output().count("the worker process died while classifying")
         (child,) = children(clf)
         time.sleep(random.uniform(0.15, 0.5))  # a random moment while it works the backlog
         os.kill(child, signal.SIGKILL)
+        kills += 1
         killed_at = time.monotonic()
         wait_for(
             lambda: clf.output().count("warm-up done") > warm,  # noqa: B023 called at once
@@ -67,16 +72,18 @@ def test_kill_9_a_worker_child_mid_batch(fleet: Fleet, writeback_worker: WorkerP
             what=lambda: f"a new child with its models loaded:\n{clf.output()[-3000:]}",
         )
         back_after.append(time.monotonic() - killed_at)
+        landed += clf.output().count("the worker process died while classifying") > resent_before
     tally = run.finish(timeout_s=120)
     resent = clf.output().count("the worker process died while classifying")
     report(
         "1-kill-child",
         tally,
-        kills=KILLS,
+        kills=kills,
         batches_resent=resent,
         recovery_s=f"{max(back_after):.1f}",
     )
-    assert resent == KILLS, "a kill did not land mid-batch"
+    assert landed == KILLS, f"only {landed} of {kills} kills landed mid-batch"
+    assert resent == landed  # each batch killed mid-way was sent again once
     assert tally.exactly_once, tally
     assert tally.dead == 0
 
