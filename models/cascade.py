@@ -228,18 +228,21 @@ def first_pass(
         )
         mixed = mix(clf, vote, policy.classifier_weight)
         clf_top, mixed_top = int(clf.argmax()), int(mixed.argmax())
-        energy = None if energies is None else float(energies[i])
+        by_energy = policy.scope_kind == "energy"
+        energy = float(energies[i]) if by_energy and energies is not None else None
+        # An energy threshold and a classifier without logits: no check (None), rather than a
+        # confidence compared with an energy.
         scope = (
-            scope_score(
+            None
+            if by_energy and energy is None
+            else scope_score(
                 found[i],
                 names[clf_top],
                 task.labels,
                 float(clf[clf_top]),
                 model_weight=policy.model_weight,
-                energy=energy if policy.scope_kind == "energy" else None,
+                energy=energy,
             )
-            if policy.scope_kind == "confidence" or energy is not None
-            else None  # an energy threshold, and a classifier without logits: no check
         )
         trace = [
             StageTrace(

@@ -235,7 +235,7 @@ class Classifier:
 
     def predict_proba(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Calibrated probabilities: softmax(logits / temperature); each row sums to 1."""
-        logits = torch.from_numpy(self.predict_logits(texts)) / self.temperature
+        logits = torch.from_numpy(self.calibrated_logits(texts))
         out: npt.NDArray[np.float32] = torch.softmax(logits, dim=-1).numpy()
         return out
 
