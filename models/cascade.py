@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -199,21 +200,30 @@ def first_pass(
     search: Search,
     policy: Policy,
     versions: dict[str, str] | None = None,
+    models_turn: AbstractContextManager[Any] | None = None,
 ) -> list[FirstPass]:
-    """Label a batch of tickets of one task: one pass per model, one query batch."""
+    """Label a batch of tickets of one task: one pass per model, one query batch.
+
+    `models_turn` is held around the model passes alone (a worker's turn on its cores): the
+    search, the vote and the results, Python under the GIL, then run beside the next batch's
+    passes rather than ahead of them.
+    """
     if not tickets:
         return []
     texts = [t.text for t in tickets]
     n = len(tickets)
 
-    started = time.perf_counter()
-    probs, energies = classify(task, texts)
-    clf_ms = (time.perf_counter() - started) * 1000.0
+    with models_turn or nullcontext():
+        started = time.perf_counter()
+        probs, energies = classify(task, texts)
+        clf_ms = (time.perf_counter() - started) * 1000.0
+        started = time.perf_counter()
+        vectors = np.asarray(embed(texts))
+        embed_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    vectors = np.asarray(embed(texts))
     found = search(vectors, policy.neighbours, [(t.source, t.id) for t in tickets])
-    ret_ms = (time.perf_counter() - started) * 1000.0
+    ret_ms = (time.perf_counter() - started + embed_s) * 1000.0
 
     names = task.labels.names
     out: list[FirstPass] = []

@@ -72,6 +72,38 @@ def test_routing_by_thresholds() -> None:
     assert out[0].versions["adapter"] == "adapter@1" and unpack(out[0].vector).size == 4
 
 
+def test_the_models_turn_covers_the_passes_and_not_the_search_vote_or_results() -> None:
+    """A worker's next batch may start its passes while this one searches and votes."""
+    import threading
+
+    turn = threading.Lock()
+    held: dict[str, bool] = {}
+    tickets = [Ticket(id=str(i), body=f"ticket {i}") for i in range(3)]
+
+    def classify(texts: Sequence[str]) -> np.ndarray:
+        held["classify"] = turn.locked()
+        return np.tile([0.95, 0.03, 0.02], (len(texts), 1))
+
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        held["embed"] = turn.locked()
+        return np.ones((len(texts), 4), dtype=np.float32) / 2
+
+    def search(vectors: np.ndarray, k: int, exclude: Sequence[tuple[str, str]]):
+        held["search"] = turn.locked()
+        return [[nb("a", 0.9)] for _ in exclude]
+
+    out = first_pass(
+        tickets,
+        task=TaskModels(LABELS, classify, "adapter@1"),
+        embed=embed,
+        search=search,
+        policy=Policy(classifier_threshold=0.9, retrieval_threshold=0.8),
+        models_turn=turn,
+    )
+    assert held == {"classify": True, "embed": True, "search": False}
+    assert not turn.locked() and [f.decided_by for f in out] == ["classifier"] * 3
+
+
 def test_evidence_names_the_neighbours_without_their_text() -> None:
     policy = Policy(classifier_threshold=0.9, retrieval_threshold=0.8, classifier_weight=0.5)
     agreeing = [nb("a", 0.9).model_copy(update={"snippet": "someone else's ticket"})] * 3

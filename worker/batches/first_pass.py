@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from functools import lru_cache
 from typing import Any
 
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 Item = tuple[Ticket, dict[str, Any]]
 #: One torch first pass at a time in a process: torch already spreads one pass over every core
 #: (a GPU's memory holds one batch's activations), and two at once only slow each other down. In
-#: a threads pool the next batch's messages, and the last one's write-back, run meanwhile.
+#: a threads pool the next batch's messages, the last one's search, vote and write-back run
+#: meanwhile: the turn covers the model passes alone.
 _one_pass = threading.Lock()
 
 
@@ -59,10 +61,7 @@ def run_first_pass(task: str, tickets: Sequence[Ticket]) -> list[FirstPass]:
         side_by_side = (
             resources.task_models(task).side_by_side and resources.embedder().inference == "onnx"
         )
-        if not side_by_side:
-            return _first_pass(task, tickets)
-    with _passes_side_by_side():
-        return _first_pass(task, tickets)
+    return _first_pass(task, tickets, _passes_side_by_side() if side_by_side else _one_pass)
 
 
 @lru_cache
@@ -71,7 +70,9 @@ def _passes_side_by_side() -> threading.BoundedSemaphore:
     return threading.BoundedSemaphore(process.passes_side_by_side())
 
 
-def _first_pass(task: str, tickets: Sequence[Ticket]) -> list[FirstPass]:
+def _first_pass(
+    task: str, tickets: Sequence[Ticket], turn: AbstractContextManager[Any]
+) -> list[FirstPass]:
     models = resources.task_models(task)
     embedder = resources.embedder()
     firsts = first_pass(
@@ -81,6 +82,7 @@ def _first_pass(task: str, tickets: Sequence[Ticket]) -> list[FirstPass]:
         search=resources.search(task),
         policy=resources.policy(task),
         versions={"embedder": embedder.name},
+        models_turn=turn,
     )
     process.trim_heap()
     return firsts
