@@ -118,12 +118,12 @@ LIMITS = {
     "top (`models.trunk`: 8 layer passes where fp32, `direct:fp32`, runs 12 in two torch "
     "passes); tokenised and cut into batches once; the neighbour search is one float32 "
     "product per batch over the local collection's mirrored vectors, under 0.3 ms a ticket",
-    "e2e": "direct's work plus, per classify batch, its write-back, run in the batch's thread "
-    "after its pass (one script call per sink step for the batch, one Qdrant upsert committed "
-    "through SQLite's WAL, one ledger commit; with no frontier the unsure tickets go to review "
-    "in it), Celery's overhead (each message popped and decoded one at a time) and the log "
-    "lines. These are Python under one GIL: with the passes this cheap they, not the passes, "
-    "bound one worker process (the second core runs them beside the pass)",
+    "e2e": "direct's work plus, per classify batch, its write-back (one script call per sink "
+    "step for the batch, one Qdrant upsert committed through SQLite's WAL, one ledger commit; "
+    "with no frontier the unsure tickets go to review in it), Celery's overhead (each message "
+    "popped and decoded one at a time) and the log lines. A batch holds its turn on the cores "
+    "for its model passes alone: its search, vote, results and write-back, Python under one "
+    "GIL, run on the second core beside the next batch's passes",
     "naive": "a batch-of-one classifier and embedder pass per ticket, plus a write-back per "
     "ticket in its task (about 20 Redis round trips and a one-point upsert)",
     "single": "a batch-of-one first pass and its write-back, in the same task; a ticket to an "
