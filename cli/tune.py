@@ -13,6 +13,7 @@ import click
 from cli.options import FILE, adapter_labels, fields, measured_adapter, read_inputs, unknown_label
 
 if TYPE_CHECKING:
+    from models.cascade import Policy
     from models.tuning import TuneReport
 
 
@@ -71,8 +72,17 @@ if TYPE_CHECKING:
     show_default=True,
     envvar="TRIAGE_TUNE_OUT_OF_SCOPE_RATE",
     help="Largest share of in-scope tickets sent to review as unlike every label (the "
-    "classifier's energy, less the distance to the nearest ticket of its label, too low); 0 "
-    "turns the check off.",
+    "classifier's energy too low: no label's logit is large); 0 turns the check off.",
+)
+@click.option(
+    "--scope-similarity-weight",
+    type=click.FloatRange(min=0.0),
+    default=0.0,  # TuneTarget.scope_similarity_weight
+    show_default=True,
+    envvar="TRIAGE_TUNE_SCOPE_SIMILARITY_WEIGHT",
+    help="Adds this times the log of the similarity of the nearest ticket of the chosen label "
+    "to the out-of-scope score: over 0, a ticket far from every labelled one counts as more "
+    "unlike.",
 )
 @click.option(
     "--model-weight",
@@ -116,6 +126,7 @@ def tune(**opts: Any) -> None:
             test_share=opts["test_share"],
             out_of_scope_rate=opts["out_of_scope_rate"] or None,
             model_weight=opts["model_weight"],
+            scope_similarity_weight=opts["scope_similarity_weight"],
         )
         index_data = index_file.examples if index_file else None
         held_out = held_file.examples if held_file else None
@@ -148,11 +159,7 @@ def describe(report: TuneReport, adapter: Path) -> str:
     )
     oos = report.out_of_scope
     if p.scope_threshold is not None:
-        score = (
-            "energy + 5 log(nearest same-label similarity)"
-            if p.scope_kind == "energy"
-            else "confidence x nearest same-label similarity"
-        )
+        score = scope_formula(p)
         lines.append(
             f"  out of scope under {p.scope_threshold:.3f} ({score}): flags "
             f"{oos.get('flagged_test', float('nan')):.1%} of in-scope test tickets "
@@ -164,3 +171,12 @@ def describe(report: TuneReport, adapter: Path) -> str:
             f"{cal['ece_temperature']:.4f}, isotonic (out of fold) {cal['ece_isotonic_cv']:.4f}"
         )
     return "\n".join(lines)
+
+
+def scope_formula(p: Policy) -> str:
+    """The out-of-scope score `p` thresholds, as a formula for people."""
+    if p.scope_kind == "confidence":
+        return "confidence x nearest same-label similarity"
+    if p.scope_similarity_weight == 0.0:
+        return "the classifier's energy"
+    return f"energy + {p.scope_similarity_weight:g} log(nearest same-label similarity)"

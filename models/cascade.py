@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from models.frontier import FrontierClient, SpendBudget
 from models.settings import ModelSettings
 from models.vectors import PackedVector, pack
-from models.vote import neighbour_vote, scope_score
+from models.vote import SIMILARITY_WEIGHT, neighbour_vote, scope_score
 from producer.errors import BudgetExceeded, FrontierRefused, ModelError
 from producer.labelset import LabelSet
 from producer.schemas import DecidedBy, Neighbour, StageTrace, Status, Ticket, TriageResult
@@ -67,6 +67,10 @@ class Policy(BaseModel):
     #: same-label similarity (what `triage tune` chooses when the classifier gives logits), or
     #: its ``confidence`` times that similarity (policies tuned before, adapter sets).
     scope_kind: Literal["confidence", "energy"] = "confidence"
+    #: With ``energy``: how much the log of the nearest same-label similarity adds to it
+    #: (`models.vote.scope_score`). Policies tuned before this field used 5; `triage tune`
+    #: writes its `--scope-similarity-weight`, 0 by default (see `models.tuning.Target`).
+    scope_similarity_weight: float = Field(default=SIMILARITY_WEIGHT, ge=0.0)
 
     def deciding(self, *, classifier: float = NEVER, retrieval: float = NEVER) -> Policy:
         """This policy with these thresholds: a stage given none never decides."""
@@ -252,6 +256,7 @@ def first_pass(
                 float(clf[clf_top]),
                 model_weight=policy.model_weight,
                 energy=energy,
+                similarity_weight=policy.scope_similarity_weight,
             )
         )
         trace = [
@@ -308,12 +313,15 @@ def first_pass(
 
 def out_of_scope_reason(label: str, scope: float | None, policy: Policy) -> str:
     """Why a ticket went to review as out of scope (the result's reason, for people)."""
-    score = (
-        f"the classifier's energy, less the distance to the nearest {label!r} ticket"
-        if policy.scope_kind == "energy"
-        else f"the classifier's confidence in {label!r} times the similarity of the nearest "
-        f"{label!r} ticket"
-    )
+    if policy.scope_kind == "confidence":
+        score = (
+            f"the classifier's confidence in {label!r} times the similarity of the nearest "
+            f"{label!r} ticket"
+        )
+    elif policy.scope_similarity_weight == 0.0:
+        score = "the classifier's energy: no label's logit is large"
+    else:
+        score = f"the classifier's energy, less the distance to the nearest {label!r} ticket"
     return (
         f"out of scope: {scope:.2f} ({score}) is under the tuned {policy.scope_threshold:.2f}; "
         "the ticket may be of a kind the label set does not know"

@@ -308,6 +308,38 @@ def test_the_energy_score_reads_the_logits_and_the_nearest_ticket_of_the_label()
     assert unchecked.decided_by == "classifier" and "scope" not in unchecked.trace[-1].detail
     # Policies tuned before the energy score keep the confidence product.
     assert Policy.model_validate_json('{"scope_threshold": 0.5}').scope_kind == "confidence"
+    # and those tuned before its weight, the weight they were tuned with.
+    assert Policy.model_validate_json('{"scope_kind": "energy"}').scope_similarity_weight == 5.0
+
+
+def test_the_energy_alone_needs_no_neighbour_and_names_itself() -> None:
+    logits = np.array([[0.2, 0.1, 0.0], [6.0, 0.0, 0.0]])
+    energy = np.log(np.exp(logits).sum(axis=1))
+    task = TaskModels(LABELS, lambda texts: pytest.fail("logits only"), "a@1", lambda t: logits)
+    policy = Policy(
+        classifier_threshold=0.9,
+        retrieval_threshold=0.99,
+        scope_kind="energy",
+        scope_similarity_weight=0.0,
+        scope_threshold=2.0,
+    )
+    unlike, sure = first_pass(
+        [Ticket(id=str(i), body=f"ticket {i}") for i in range(2)],
+        task=task,
+        embed=lambda texts: np.ones((len(texts), 4), dtype=np.float32) / 2,
+        search=lambda vectors, k, exclude: [[], [nb("b", 0.1)]],  # no "a" near either
+        policy=policy,
+    )
+    assert unlike.trace[-1].detail["scope"] == pytest.approx(energy[0])
+    assert unlike.out_of_scope and "no label's logit is large" in unlike.out_of_scope
+    assert sure.trace[-1].detail["scope"] == pytest.approx(energy[1])
+    assert sure.decided_by == "classifier" and sure.out_of_scope is None
+    assert scope_score([], "a", LABELS, energy=1.5, similarity_weight=0.0) == 1.5
+    assert scope_score([nb("a", 0.5)], "a", LABELS, energy=1.5, similarity_weight=2.0) == (
+        pytest.approx(1.5 + 2 * math.log(0.5))
+    )
+    with pytest.raises(ValueError):
+        Policy(scope_similarity_weight=-1.0)
 
 
 def test_the_model_weight_keeps_the_cascades_own_labels_from_outvoting_people() -> None:

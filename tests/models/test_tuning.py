@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 
@@ -89,6 +90,7 @@ def test_an_unreachable_target_auto_labels_nothing():
         {"max_escalation": 0.1},
         {"folds": 1},
         {"confidence": 1.0},
+        {"scope_similarity_weight": -1.0},
     ],
 )
 def test_tune_target_checks(kwargs):
@@ -96,8 +98,9 @@ def test_tune_target_checks(kwargs):
         TuneTarget(**kwargs)
 
 
-def tune_on(n: int, target: TuneTarget):
-    """The classifier is unsure and half wrong; the neighbours are right."""
+def tune_on(n: int, target: TuneTarget, *, logits: bool = False):
+    """The classifier is unsure and half wrong; the neighbours are right. With `logits`, the
+    classifier gives them too (the log of its probabilities: the energy score is 0)."""
     rng = np.random.default_rng(0)
     truth = [LABELS.names[i % 4] for i in range(n)]
     examples = [LabelledText(f"ticket {i}", t) for i, t in enumerate(truth)]
@@ -120,9 +123,17 @@ def tune_on(n: int, target: TuneTarget):
             for _, i in exclude
         ]
 
+    def predict(texts: Sequence[str]) -> np.ndarray:
+        return np.stack([probs[t] for t in texts])
+
     return tune(
         examples,
-        task=TaskModels(LABELS, lambda texts: np.stack([probs[t] for t in texts]), "x@1"),
+        task=TaskModels(
+            LABELS,
+            predict,
+            "x@1",
+            predict_logits=(lambda texts: np.log(predict(texts))) if logits else None,
+        ),
         embed=lambda texts: np.ones((len(texts), 2), dtype=np.float32),
         search=search,
         base=Policy(),
@@ -145,6 +156,25 @@ def test_tune_runs_the_first_pass_and_prefers_the_mix_that_helps():
     # Half the tickets' classifier label has no neighbour at all (score 0): the conformal
     # cut at 5% sits at 0 and flags nothing.
     assert report.policy.scope_threshold == 0.0 and summary["out_of_scope"]["flagged_test"] == 0
+
+
+@pytest.mark.parametrize("weight", [0.0, 2.0])
+def test_tune_writes_the_energy_score_and_its_similarity_weight(weight: float) -> None:
+    report = tune_on(
+        200, TuneTarget(precision=0.95, classifier_weights=(0.5,), scope_similarity_weight=weight)
+    )
+    assert report.policy.scope_kind == "confidence"  # no logits: the confidence product
+    report = tune_on(
+        200,
+        TuneTarget(precision=0.95, classifier_weights=(0.5,), scope_similarity_weight=weight),
+        logits=True,
+    )
+    p = report.policy
+    assert p.scope_kind == "energy" and p.scope_similarity_weight == weight
+    # Every energy is log(1) = 0, every nearest same-label similarity 0.9 or none (0.001):
+    # the cut at 5% is the score of a ticket without a neighbour of its label.
+    assert p.scope_threshold == pytest.approx(weight * math.log(1e-3) if weight else 0.0)
+    assert Policy.model_validate_json(p.model_dump_json()) == p  # what the worker reads
 
 
 def test_temperature_and_isotonic_lower_the_ece_of_an_overconfident_model():
@@ -281,3 +311,4 @@ def test_the_tune_command_defaults_to_the_tune_targets_confidence():
     assert defaults["test_share"] == target.test_share
     assert defaults["out_of_scope_rate"] == target.out_of_scope_rate
     assert defaults["model_weight"] == target.model_weight
+    assert defaults["scope_similarity_weight"] == target.scope_similarity_weight
