@@ -19,6 +19,8 @@ from producer.ledger.tables import DecisionRow, HumanLabelRow, ReviewItemRow, Ti
 from producer.schemas import Ticket, TriageResult
 
 WAITING = ("open", "claimed")
+#: Ticket ids per `IN (...)` list: well inside every database's limit on bound parameters.
+IN_CHUNK = 500
 
 
 def record(
@@ -42,12 +44,16 @@ def record(
     conn.execute(
         stmt, [{**facts.decision_values(result), "superseded": superseded} for _, result in pairs]
     )
+    unsure: list[TriageResult] = []  # in key order, opened together up to a person's label
     for _, result in pairs:
         if result.decided_by == "human" and result.label is not None:
+            _open_reviews(conn, unsure)  # before it, as one at a time would: it resolves them
+            unsure = []
             # An overtaken person's label is still what they said, then: kept, resolving nothing.
             _human_label(conn, result, resolve=superseded is None)
         elif result.status == "needs_review" and superseded is None:
-            open_item(conn, result, "review", facts.why_for(result.reason))
+            unsure.append(result)
+    _open_reviews(conn, unsure)
 
 
 def open_item(conn: Connection, result: TriageResult, kind: Kind, why: Why) -> bool:
@@ -68,6 +74,45 @@ def open_item(conn: Connection, result: TriageResult, kind: Kind, why: Why) -> b
         "created_at": result.decided_at,
     }
     return conn.execute(stmt, values).first() is not None
+
+
+def _open_reviews(conn: Connection, results: Sequence[TriageResult]) -> None:
+    """`open_item` of kind review for each of `results`, in one read and one insert."""
+    if not results:
+        return
+    labelled = _human_labelled(conn, results)
+    rows = [
+        {
+            **facts.key_values(r),
+            "kind": "review",
+            "why": facts.why_for(r.reason),
+            "state": "open",
+            "created_at": r.decided_at,
+        }
+        for r in results
+        if (r.task, r.source, r.ticket_id) not in labelled
+    ]
+    if rows:
+        stmt = insert(conn, ReviewItemRow).on_conflict_do_nothing(
+            index_elements=[*facts.KEY, "kind"]
+        )
+        conn.execute(stmt, rows)
+
+
+def _human_labelled(conn: Connection, results: Sequence[TriageResult]) -> set[tuple[str, str, str]]:
+    """Which of these results' tickets a person has labelled: (task, source, ticket_id)."""
+    wanted = {(r.task, r.source, r.ticket_id) for r in results}
+    found: set[tuple[str, str, str]] = set()
+    ids = sorted({ticket_id for _, _, ticket_id in wanted})
+    for start in range(0, len(ids), IN_CHUNK):
+        rows = conn.execute(
+            select(HumanLabelRow.task, HumanLabelRow.source, HumanLabelRow.ticket_id)
+            .where(HumanLabelRow.ticket_id.in_(ids[start : start + IN_CHUNK]))
+            .where(HumanLabelRow.task.in_(sorted({t for t, _, _ in wanted})))
+            .where(HumanLabelRow.source.in_(sorted({s for _, s, _ in wanted})))
+        )
+        found.update((row.task, row.source, row.ticket_id) for row in rows)
+    return found & wanted
 
 
 def _upsert_tickets(conn: Connection, pairs: Sequence[tuple[Ticket, TriageResult]]) -> None:

@@ -104,6 +104,34 @@ def test_nothing_goes_to_the_desk_once_a_person_labelled_the_ticket(ledger: Ledg
     assert rows(ledger, ReviewItemRow) == 0
 
 
+def test_a_batch_puts_its_unsure_tickets_on_the_desk_as_one_at_a_time_would(
+    ledger: Ledger,
+) -> None:
+    """Unsure tickets are opened together, but never past a person's label in the batch."""
+    earlier = ticket("0")
+    ledger.record([human(earlier, "refund", minutes=1)])
+    again = ticket("0", revision="2")
+    before = ticket("1", revision="a1")  # sorts before a person's "human-..." revision
+    after = ticket("3", revision="z1")  # and this one after it
+    other_task = ticket("3", task="priority")
+    t1, t2, t3 = ticket("1"), ticket("2"), ticket("3")
+    ledger.record(
+        [
+            (after, unsure(after, "card_lost", minutes=4)),  # after the label of ticket 3: none
+            human(t3, "refund", minutes=3),
+            (other_task, unsure(other_task, "high", minutes=2)),  # another task: on the desk
+            (t2, unsure(t2, "card_lost", minutes=2)),  # on the desk
+            human(t1, "refund", minutes=3),  # resolves the item of ticket 1 opened before it
+            (before, unsure(before, "card_lost", minutes=2)),
+            (again, unsure(again, "card_lost", minutes=2)),  # labelled by a person earlier
+        ]
+    )
+    assert [e.item.ticket_id for e in ledger.queue("category")] == ["2"]
+    assert [e.item.ticket_id for e in ledger.queue("priority")] == ["3"]
+    assert ledger.counts("category").resolved == 1
+    assert rows(ledger, ReviewItemRow) == 3
+
+
 def test_an_audit_opens_once_and_the_label_is_recorded(ledger: Ledger) -> None:
     t = ticket("1")
     result = decided(t, "refund")
