@@ -69,7 +69,7 @@ class Policy(BaseModel):
     scope_kind: Literal["confidence", "energy"] = "confidence"
     #: With ``energy``: how much the log of the nearest same-label similarity adds to it
     #: (`models.vote.scope_score`). Policies tuned before this field used 5; `triage tune`
-    #: writes its `--scope-similarity-weight`, 0 by default (see `models.tuning.Target`).
+    #: writes its `--scope-similarity-weight`, 0 by default (see `models.tuning.TuneTarget`).
     scope_similarity_weight: float = Field(default=SIMILARITY_WEIGHT, ge=0.0)
 
     def deciding(self, *, classifier: float = NEVER, retrieval: float = NEVER) -> Policy:
@@ -230,6 +230,7 @@ def first_pass(
     ret_ms = (time.perf_counter() - started + embed_s) * 1000.0
 
     names = task.labels.names
+    by_energy = policy.scope_kind == "energy"
     out: list[FirstPass] = []
     for i, ticket in enumerate(tickets):
         clf = probs[i]
@@ -242,7 +243,6 @@ def first_pass(
         )
         mixed = mix(clf, vote, policy.classifier_weight)
         clf_top, mixed_top = int(clf.argmax()), int(mixed.argmax())
-        by_energy = policy.scope_kind == "energy"
         energy = float(energies[i]) if by_energy and energies is not None else None
         # An energy threshold and a classifier without logits: no check (None), rather than a
         # confidence compared with an energy.

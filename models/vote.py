@@ -69,12 +69,12 @@ def scope_score(
     With the classifier's `energy` (the log-sum-exp of its calibrated logits; large when some
     label's logit is large, Liu et al. 2020): the energy plus `similarity_weight` times the log
     of the similarity of the nearest neighbour with that label; with a weight of 0, the energy
-    alone, index or none. Else (policies tuned before it,
+    alone, neighbours or none. Else (policies tuned before it,
     classifiers that give no logits): `confidence` times that similarity. Of the Banking77
     tickets of 10 labels left out, cut where each flags 5% of in-scope tickets, at a classifier
     threshold of 0.5 the energy score let 12% through, the confidence product 27%
     (`python -m bench.scope_scores`); at 0.9 both about 4%. With the tuned thresholds, the energy
-    alone did as well on Banking77 and better on the IT helpdesk set (`models.tuning.Target`).
+    alone did as well on Banking77 and better on the IT helpdesk set (`models.tuning.TuneTarget`).
     """
     if energy is not None and similarity_weight == 0.0:
         return energy

@@ -59,21 +59,10 @@ def record(
 def open_item(conn: Connection, result: TriageResult, kind: Kind, why: Why) -> bool:
     """Put `result` on the desk unless it is there already or a person labelled the ticket
     (their label wins: nothing left to review). True when an item was opened."""
-    if _has_human_label(conn, result):
+    if _human_labelled(conn, [result]):
         return False
-    stmt = (
-        insert(conn, ReviewItemRow)
-        .on_conflict_do_nothing(index_elements=[*facts.KEY, "kind"])
-        .returning(ReviewItemRow.id)  # a row back only when it was new (rowcount is not that)
-    )
-    values = {
-        **facts.key_values(result),
-        "kind": kind,
-        "why": why,
-        "state": "open",
-        "created_at": result.decided_at,
-    }
-    return conn.execute(stmt, values).first() is not None
+    stmt = _new_items(conn).returning(ReviewItemRow.id)  # a row back only when it was new
+    return conn.execute(stmt, _item_values(result, kind, why)).first() is not None
 
 
 def _open_reviews(conn: Connection, results: Sequence[TriageResult]) -> None:
@@ -82,21 +71,27 @@ def _open_reviews(conn: Connection, results: Sequence[TriageResult]) -> None:
         return
     labelled = _human_labelled(conn, results)
     rows = [
-        {
-            **facts.key_values(r),
-            "kind": "review",
-            "why": facts.why_for(r.reason),
-            "state": "open",
-            "created_at": r.decided_at,
-        }
+        _item_values(r, "review", facts.why_for(r.reason))
         for r in results
         if (r.task, r.source, r.ticket_id) not in labelled
     ]
     if rows:
-        stmt = insert(conn, ReviewItemRow).on_conflict_do_nothing(
-            index_elements=[*facts.KEY, "kind"]
-        )
-        conn.execute(stmt, rows)
+        conn.execute(_new_items(conn), rows)
+
+
+def _new_items(conn: Connection) -> Any:
+    """An insert of desk items that leaves one already there (a redelivery) as it is."""
+    return insert(conn, ReviewItemRow).on_conflict_do_nothing(index_elements=[*facts.KEY, "kind"])
+
+
+def _item_values(result: TriageResult, kind: Kind, why: Why) -> dict[str, Any]:
+    return {
+        **facts.key_values(result),
+        "kind": kind,
+        "why": why,
+        "state": "open",
+        "created_at": result.decided_at,
+    }
 
 
 def _human_labelled(conn: Connection, results: Sequence[TriageResult]) -> set[tuple[str, str, str]]:
@@ -181,13 +176,6 @@ def _human_label(conn: Connection, result: TriageResult, *, resolve: bool) -> No
             note=values["note"],
         )
     )
-
-
-def _has_human_label(conn: Connection, result: TriageResult) -> bool:
-    found = conn.execute(
-        select(HumanLabelRow.id).where(*_same_ticket(HumanLabelRow, result)).limit(1)
-    ).first()
-    return found is not None
 
 
 def _same_ticket(
